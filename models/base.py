@@ -1,0 +1,201 @@
+"""The one backbone interface: images and texts in, float32 vectors out."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from models.spec import BackboneSpec
+
+Precision = Literal["fp32", "bf16", "fp16"]
+ImageInput = Image.Image | str | Path
+
+# Decompression-bomb guard: about 16k x 16k. Larger uploads are refused with a sentence.
+MAX_IMAGE_PIXELS = 256_000_000
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+
+
+class WeightsUnavailable(RuntimeError):
+    """A backbone's weights are missing, gated or need a download that cannot happen here."""
+
+
+class NoTextTower(ValueError):
+    """Text was given to a backbone that only embeds images."""
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Return an upright 8-bit RGB copy of any PIL image (EXIF orientation applied).
+
+    Handles the modes that clinical exports and phone photos produce: RGBA/LA/P with
+    transparency (composited on white), L, CMYK, 16-bit and float greyscale.
+    """
+    image = ImageOps.exif_transpose(image)
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # Stretch the actual range to 8 bits: a plain convert("L") clips 16-bit data to white.
+        arr = np.asarray(image, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        return Image.fromarray(scaled.astype(np.uint8), mode="L").convert("RGB")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def open_image(source: ImageInput) -> Image.Image:
+    """Open a path (or pass through a PIL image) and return upright RGB pixels.
+
+    Raises ``ValueError`` with a sentence for unreadable, non-image or oversized files.
+    """
+    if isinstance(source, Image.Image):
+        return to_rgb(source)
+    path = Path(source)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return to_rgb(im)
+    except Image.DecompressionBombError as err:
+        raise ValueError(
+            f"{path.name} is too large to open safely (over {MAX_IMAGE_PIXELS:,} pixels); "
+            "downscale it first."
+        ) from err
+    except FileNotFoundError as err:
+        raise ValueError(f"{path} does not exist.") from err
+    except (OSError, SyntaxError) as err:
+        raise ValueError(f"{path.name} is not a readable image ({err}).") from err
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None``/"auto" picks cuda, then mps, then cpu."""
+    if device not in (None, "auto"):
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+
+
+class Backbone:
+    """A frozen encoder. Subclasses supply ``preprocess`` and ``_embed_images``.
+
+    ``preprocess`` is a picklable per-image callable (RGB PIL -> tensor) so that data
+    loaders can run it in worker processes; ``_embed_images`` runs a stacked batch.
+    ``random_weights`` marks an architecture-only model: its vectors are meaningless for
+    retrieval and are only good for timing.
+    """
+
+    def __init__(
+        self,
+        spec: BackboneSpec,
+        *,
+        device: str | torch.device | None = None,
+        batch_size: int = 32,
+        precision: Precision = "fp32",
+        random_weights: bool = False,
+    ) -> None:
+        self.spec = spec
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        self.precision = precision
+        self.random_weights = random_weights
+        self._dim: int | None = None
+
+    # --- what subclasses provide -------------------------------------------------------
+    preprocess: Callable[[Image.Image], torch.Tensor]
+
+    def _embed_images(self, batch: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _embed_texts(self, texts: list[str]) -> torch.Tensor:
+        raise NoTextTower(f"{self.spec.name} has no text tower: search it with an image.")
+
+    # --- public API ----------------------------------------------------------------------
+    @property
+    def key(self) -> str:
+        return self.spec.key
+
+    @property
+    def has_text(self) -> bool:
+        return self.spec.has_text
+
+    @property
+    def weights_origin(self) -> str:
+        """"pretrained" or "architecture-only"; every record and caption carries it."""
+        return "architecture-only" if self.random_weights else "pretrained"
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:
+            probe = Image.new("RGB", (self.spec.input_size, self.spec.input_size), (128, 96, 80))
+            self._dim = int(self.encode_images([probe]).shape[1])
+        return self._dim
+
+    def encode_images(
+        self,
+        images: Sequence[ImageInput],
+        *,
+        normalize: bool = True,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
+        """Embed images (PIL or paths) into an (n, dim) float32 array, rows unit-norm by default."""
+        batch_size = batch_size or self.batch_size
+        chunks = []
+        for start in range(0, len(images), batch_size):
+            tensors = [self.preprocess(open_image(im)) for im in images[start : start + batch_size]]
+            chunks.append(self.embed_batch(torch.stack(tensors), normalize=normalize))
+        if not chunks:
+            return np.zeros((0, self._dim or self.spec.dim), dtype=np.float32)
+        return np.concatenate(chunks)
+
+    def embed_batch(self, batch: torch.Tensor, *, normalize: bool = True) -> np.ndarray:
+        """Embed an already preprocessed (n, ...) batch; used by the parallel extractor."""
+        with torch.inference_mode(), self._autocast():
+            out = self._embed_images(batch.to(self.device, non_blocking=True))
+        out = out.float().cpu().numpy().astype(np.float32, copy=False)
+        self._dim = out.shape[1]
+        return l2_normalize(out) if normalize else out
+
+    def encode_texts(self, texts: Sequence[str], *, normalize: bool = True) -> np.ndarray:
+        """Embed text prompts; raises ``NoTextTower`` for image-only backbones."""
+        if not self.has_text:
+            raise NoTextTower(f"{self.spec.name} has no text tower: search it with an image.")
+        texts = [str(t) for t in texts]
+        if not texts:
+            return np.zeros((0, self._dim or self.spec.dim), dtype=np.float32)
+        chunks = []
+        for start in range(0, len(texts), self.batch_size):
+            with torch.inference_mode(), self._autocast():
+                out = self._embed_texts(texts[start : start + self.batch_size])
+            chunks.append(out.float().cpu().numpy().astype(np.float32, copy=False))
+        out = np.concatenate(chunks)
+        return l2_normalize(out) if normalize else out
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        # Half precision only on accelerators: CPU bf16 autocast is slower on most x86 parts.
+        if self.precision == "fp32" or self.device.type == "cpu":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(key={self.key!r}, device={self.device.type}, "
+            f"weights={self.weights_origin})"
+        )
