@@ -137,7 +137,7 @@ class Backbone:
 
     @property
     def weights_origin(self) -> str:
-        """"pretrained" or "architecture-only"; every record and caption carries it."""
+        """ "pretrained" or "architecture-only"; every record and caption carries it."""
         return "architecture-only" if self.random_weights else "pretrained"
 
     @property

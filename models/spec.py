@@ -51,6 +51,6 @@ class BackboneSpec:
             return None
         if self.source.startswith("hf-hub:"):
             return self.source.removeprefix("hf-hub:")
-        if self.library == "open_clip":
-            return None  # built-in tags: resolved through open_clip's pretrained table
-        return self.source
+        if self.library == "transformers":
+            return self.source
+        return None  # open_clip/timm built-in tags: resolved through the library's own table
