@@ -75,11 +75,11 @@ def lbp_histogram(gray: np.ndarray) -> np.ndarray:
 
 def _gabor_bank() -> torch.Tensor:
     """Even/odd Gabor pairs, zero-mean, zero-padded to the largest kernel's size."""
-    largest = int(math.ceil(2.5 * 0.56 * max(GABOR_WAVELENGTHS)))
+    largest = math.ceil(2.5 * 0.56 * max(GABOR_WAVELENGTHS))
     kernels = []
     for wavelength in GABOR_WAVELENGTHS:
         sigma = 0.56 * wavelength  # about one octave of bandwidth
-        half = int(math.ceil(2.5 * sigma))
+        half = math.ceil(2.5 * sigma)
         pad = (largest - half,) * 4
         y, x = torch.meshgrid(
             torch.arange(-half, half + 1, dtype=torch.float32),
