@@ -1,0 +1,99 @@
+"""Turn protocol results into flat records: one dict per (protocol, metric, k[, class]).
+
+A runner adds its own keys (backbone, library, timings) to each record and writes JSONL; plots
+and reports read only these records. Overall rows have `class` None; per-class rows name it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from benchmarks import metrics as M
+from benchmarks.probes import ClassificationResult
+from benchmarks.protocols import RetrievalRun
+from benchmarks.votes import majority_vote_correct_per_query
+
+DEFAULT_KS: tuple[int, ...] = (1, 3, 5, 10)
+
+
+def _record(run: RetrievalRun, metric: str, k: int | None, value: float, label=None) -> dict:
+    return {
+        "protocol": run.protocol,
+        "similarity": run.metric,
+        "metric": metric,
+        "k": k,
+        "value": float(value),
+        "class": label,
+        "n_queries": len(run.query_labels),
+        **run.params,
+    }
+
+
+def retrieval_records(
+    run: RetrievalRun, *, ks: Iterable[int] = DEFAULT_KS, per_class: bool = True
+) -> list[dict]:
+    """Every retrieval metric at every k the run is deep enough for, overall and per class.
+
+    Metrics: hit_rate (+ _macro), precision (+ _macro), map (standard, min(k, R) normaliser),
+    map_seed002 (seed 002's normaliser), mmv (ties are misses), mmv_ties_counted (seed 002's
+    code), mrr; and r_precision (k None) when the run ranked at least max(R) neighbours.
+    Per class: hit_rate, precision and map at each k.
+    """
+    kw = {"retrieved_labels": run.retrieved_labels, "query_labels": run.query_labels}
+    labels = run.query_labels
+    out: list[dict] = []
+    for k in sorted({int(k) for k in ks}):
+        if k > run.k:
+            continue
+        per_query = {
+            "hit_rate": M.hit_at_k_per_query(**kw, k=k),
+            "precision": M.precision_at_k_per_query(**kw, k=k),
+            "map": M.average_precision_at_k_per_query(**kw, k=k, n_relevant=run.n_relevant),
+        }
+        values = {
+            "hit_rate": float(per_query["hit_rate"].mean()),
+            "hit_rate_macro": M.macro_mean(per_query=per_query["hit_rate"], query_labels=labels),
+            "precision": float(per_query["precision"].mean()),
+            "precision_macro": M.macro_mean(per_query=per_query["precision"], query_labels=labels),
+            "map": M.mean_average_precision_at_k(**kw, k=k, n_relevant=run.n_relevant),
+            "map_seed002": M.mean_average_precision_at_k_seed002(**kw, k=k),
+            "mmv": float(majority_vote_correct_per_query(**kw, k=k).mean()),
+            "mmv_ties_counted": float(
+                majority_vote_correct_per_query(**kw, k=k, ties="count").mean()
+            ),
+            "mrr": M.mean_reciprocal_rank(**kw, k=k),
+        }
+        out.extend(_record(run, name, k, value) for name, value in values.items())
+        if per_class:
+            for name, scores in per_query.items():
+                for label, value in M.per_class_mean(per_query=scores, query_labels=labels).items():
+                    out.append(_record(run, name, k, value, label))
+    if run.n_relevant.max(initial=0) <= run.k:
+        out.append(
+            _record(run, "r_precision", None, M.r_precision(**kw, n_relevant=run.n_relevant))
+        )
+    return out
+
+
+def classification_records(result: ClassificationResult, *, protocol: str) -> list[dict]:
+    """accuracy, macro_f1 and macro_auc overall, plus per-class auc and f1, as flat records."""
+    base = {
+        "protocol": protocol,
+        "method": result.method,
+        "k": result.params.get("k"),
+        **{key: value for key, value in result.params.items() if key != "k"},
+    }
+    out = [
+        {**base, "metric": name, "value": float(value), "class": None}
+        for name, value in (
+            ("accuracy", result.accuracy),
+            ("macro_f1", result.macro_f1),
+            ("macro_auc", result.macro_auc),
+        )
+    ]
+    for name, table in (("auc", result.per_class_auc), ("f1", result.per_class_f1)):
+        out.extend(
+            {**base, "metric": name, "value": float(v), "class": label}
+            for label, v in table.items()
+        )
+    return out
