@@ -1,0 +1,273 @@
+"""A case library: labelled images from a class-folder tree, a CSV/Parquet manifest, or a zip."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from data_index.archive import extract_zip, library_folder
+from data_index.validation import (
+    DuplicateGroup,
+    Problem,
+    Progress,
+    ValidationReport,
+    check_files,
+    is_image_name,
+)
+
+MANIFEST_NAMES = ("manifest.csv", "manifest.parquet")
+# Columns the library owns; any other manifest column is kept as metadata.
+CORE_COLUMNS = ("key", "path", "relpath", "label", "case_id", "split", "caption", "sha1")
+_OPTIONAL = ("case_id", "split", "caption")
+
+
+@dataclass
+class CaseLibrary:
+    """Usable cases (one row per image) plus the report of what was left out and why.
+
+    ``cases`` columns: key (int, 0..n-1), path (absolute), relpath, label, case_id, split,
+    caption, sha1, then metadata columns. A missing ``case_id`` defaults to the relpath of the
+    first file with the same bytes, so exact duplicates count as one case.
+    """
+
+    root: Path
+    name: str
+    layout: str
+    cases: pd.DataFrame
+    report: ValidationReport
+
+    @classmethod
+    def load(
+        cls,
+        source: str | Path,
+        *,
+        decode: bool = False,
+        name: str | None = None,
+        progress: Progress | None = None,
+    ) -> CaseLibrary:
+        """Load a class-folder tree, a manifest file, a folder holding ``manifest.csv`` (preferred
+        over its class folders) or a zip of either. ``decode`` checks every pixel (slow)."""
+        source = Path(source).expanduser()
+        if not source.exists():
+            raise ValueError(f"The library {source} does not exist.")
+        source = source.resolve()
+        prefix = ""
+        folder, manifest = source, None
+        if source.is_file() and source.suffix.lower() == ".zip":
+            folder, prefix = library_folder(extract_zip(source)), "zip/"
+            name = name or source.stem
+        elif source.is_file():
+            if source.suffix.lower() not in (".csv", ".parquet"):
+                raise ValueError(
+                    f"{source.name} is not a library: give a folder of class folders, a .csv or "
+                    ".parquet manifest, or a .zip of either."
+                )
+            folder, manifest = source.parent, source
+        if manifest is None:
+            manifest = next((folder / n for n in MANIFEST_NAMES if (folder / n).is_file()), None)
+        if name is None:
+            name = folder.name if manifest is None or manifest.stem == "manifest" else manifest.stem
+        if manifest is not None:
+            inside = folder if prefix else None  # a zipped manifest may not point outside
+            rows, problems, ignored = _rows_from_manifest(manifest, inside=inside)
+            layout = prefix + "manifest"
+        else:
+            rows, problems, ignored = _rows_from_folders(folder)
+            layout = prefix + "folder"
+        report = ValidationReport(
+            source=str(source), layout=layout, decoded=decode, ignored_files=ignored
+        )
+        report.problems.extend(problems)
+        cases = _checked_cases(rows, folder, report, decode=decode, progress=progress)
+        return cls(root=folder, name=name, layout=layout, cases=cases, report=report)
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    @property
+    def labels(self) -> list[str]:
+        return sorted(self.cases["label"].unique().tolist())
+
+    @property
+    def metadata_columns(self) -> list[str]:
+        return [c for c in self.cases.columns if c not in CORE_COLUMNS]
+
+    @property
+    def fingerprint(self) -> str:
+        """Content hash of the library: files, labels and case ids (not where it is stored)."""
+        return library_fingerprint(self.cases)
+
+    def drop(self, keys: list[int], *, reasons: list[str]) -> None:
+        """Leave out cases found unusable later (e.g. pixels that fail to decode), keeping the
+        report's counts in step. Keys are not renumbered: they stay valid index keys."""
+        if not keys:
+            return
+        gone = self.cases[self.cases["key"].isin(keys)]
+        by_key = dict(zip(keys, reasons, strict=True))
+        for key, relpath in zip(gone["key"], gone["relpath"], strict=True):
+            self.report.unreadable.append(Problem(relpath, by_key[int(key)]))
+        self.cases = self.cases[~self.cases["key"].isin(keys)].reset_index(drop=True)
+        self.report.usable = len(self.cases)
+        self.report.class_counts = _class_counts(self.cases)
+
+
+def library_fingerprint(cases: pd.DataFrame) -> str:
+    rows = sorted(
+        zip(cases["relpath"], cases["sha1"], cases["label"], cases["case_id"], strict=True)
+    )
+    h = hashlib.sha1()
+    for row in rows:
+        h.update(("\t".join(map(str, row)) + "\n").encode())
+    return h.hexdigest()
+
+
+def _rows_from_folders(folder: Path) -> tuple[pd.DataFrame, list[Problem], int]:
+    classes = sorted(
+        p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))
+    )
+    if not classes:
+        raise ValueError(
+            f"{folder} has neither class folders (one folder of images per label) nor a "
+            "manifest.csv; see README for the library formats."
+        )
+    problems: list[Problem] = []
+    ignored = 0
+    rows = []
+    for p in folder.iterdir():
+        if p.is_file() and is_image_name(p.name):
+            problems.append(Problem(p.name, "image outside any class folder (no label)"))
+    for class_dir in classes:
+        for p in sorted(class_dir.rglob("*")):
+            if p.is_dir() or any(part.startswith(".") for part in p.relative_to(folder).parts):
+                continue
+            if is_image_name(p.name):
+                rows.append({"relpath": p.relative_to(folder).as_posix(), "label": class_dir.name})
+            else:
+                ignored += 1
+    return pd.DataFrame(rows, columns=["relpath", "label"]), problems, ignored
+
+
+def _read_manifest(path: Path) -> pd.DataFrame:
+    try:
+        if path.suffix.lower() == ".parquet":
+            table = pd.read_parquet(path)
+        else:
+            table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"Cannot read the manifest {path.name}: {err}") from err
+    table.columns = [str(c).strip() for c in table.columns]
+    missing = [c for c in ("path", "label") if c not in table.columns]
+    if missing:
+        raise ValueError(
+            f"The manifest {path.name} lacks the column(s) {', '.join(missing)}; it needs "
+            "path,label (optional: case_id, split, caption, any metadata)."
+        )
+    return table
+
+
+def _text(series: pd.Series) -> pd.Series:
+    return series.astype(object).where(series.notna(), "").astype(str).str.strip()
+
+
+def _rows_from_manifest(
+    path: Path, *, inside: Path | None
+) -> tuple[pd.DataFrame, list[Problem], int]:
+    table = _read_manifest(path)
+    base = path.parent
+    table["path"] = _text(table["path"])
+    table["label"] = _text(table["label"])
+    for col in _OPTIONAL:
+        if col in table.columns:
+            table[col] = _text(table[col])
+    problems: list[Problem] = []
+    keep = np.ones(len(table), dtype=bool)
+    seen: set[str] = set()
+    for i, (raw, label) in enumerate(zip(table["path"], table["label"], strict=True)):
+        where = f"row {i + 2} ({raw or 'no path'})"
+        if not raw:
+            problems.append(Problem(where, "empty path"))
+            keep[i] = False
+            continue
+        resolved = (base / raw).resolve()
+        if inside is not None and not resolved.is_relative_to(inside.resolve()):
+            problems.append(Problem(where, "path points outside the zipped library"))
+            keep[i] = False
+        elif not label:
+            problems.append(Problem(where, "empty label"))
+            keep[i] = False
+        elif str(resolved) in seen:
+            problems.append(Problem(where, "duplicate path (first row kept)"))
+            keep[i] = False
+        else:
+            seen.add(str(resolved))
+            table.at[i, "path"] = str(resolved)
+    table = table[keep].reset_index(drop=True)
+    # relpath: relative to the manifest's folder when inside it, else the absolute path.
+    table["relpath"] = [
+        Path(p).relative_to(base).as_posix() if Path(p).is_relative_to(base) else p
+        for p in table["path"]
+    ]
+    if "sha1" in table.columns:
+        table = table.rename(columns={"sha1": "manifest_sha1"})
+    return table.drop(columns=["path"]), problems, 0
+
+
+def _class_counts(cases: pd.DataFrame) -> dict[str, int]:
+    counts = cases["label"].value_counts()
+    return {str(k): int(counts[k]) for k in sorted(counts.index)}
+
+
+def _checked_cases(
+    rows: pd.DataFrame,
+    root: Path,
+    report: ValidationReport,
+    *,
+    decode: bool,
+    progress: Progress | None,
+) -> pd.DataFrame:
+    paths = [(root / r).resolve() for r in rows["relpath"]]
+    checks = check_files(paths, decode=decode, progress=progress)
+    report.images_found = sum(c.reason != "file not found" for c in checks)
+    ok = np.array([c.reason is None for c in checks], dtype=bool)
+    for relpath, check in zip(rows["relpath"], checks, strict=True):
+        if check.reason is not None:
+            report.unreadable.append(Problem(relpath, check.reason))
+    cases = rows[ok].reset_index(drop=True)
+    cases.insert(0, "path", [str(p) for p, good in zip(paths, ok, strict=True) if good])
+    cases["sha1"] = [c.sha1 for c in checks if c.reason is None]
+    if "manifest_sha1" in cases.columns:
+        stale = cases["manifest_sha1"].ne("") & cases["manifest_sha1"].ne(cases["sha1"])
+        for relpath in cases.loc[stale, "relpath"]:
+            report.problems.append(Problem(relpath, "content differs from the manifest's sha1"))
+    by_hash: dict[str, list[int]] = defaultdict(list)
+    for i, sha1 in enumerate(cases["sha1"]):
+        by_hash[sha1].append(i)
+    first_of = {sha1: cases.at[idx[0], "relpath"] for sha1, idx in by_hash.items()}
+    report.duplicates = [
+        DuplicateGroup(
+            sha1=sha1,
+            relpaths=tuple(cases.loc[idx, "relpath"]),
+            labels=tuple(cases.loc[idx, "label"]),
+        )
+        for sha1, idx in by_hash.items()
+        if len(idx) > 1
+    ]
+    default_case = cases["sha1"].map(first_of)
+    if "case_id" in cases.columns:
+        cases["case_id"] = cases["case_id"].where(cases["case_id"] != "", default_case)
+    else:
+        cases["case_id"] = default_case
+    for col in ("split", "caption"):
+        if col not in cases.columns:
+            cases[col] = ""
+    cases.insert(0, "key", np.arange(len(cases), dtype=np.int64))
+    meta = [c for c in cases.columns if c not in CORE_COLUMNS]
+    cases = cases[[*CORE_COLUMNS, *meta]]
+    report.usable = len(cases)
+    report.class_counts = _class_counts(cases)
+    return cases

@@ -1,0 +1,168 @@
+"""Checking a case library's files: readable images, content hashes, a report a person can read."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from models.base import open_image
+
+Progress = Callable[[int, int], None]
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".jfif"}
+)
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """One file's outcome: its content hash when readable, else the reason it is not."""
+
+    sha1: str | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A file or manifest row left out of the library, and why."""
+
+    item: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class DuplicateGroup:
+    """Files with byte-identical content; ``labels`` differing is a labelling conflict."""
+
+    sha1: str
+    relpaths: tuple[str, ...]
+    labels: tuple[str, ...]
+
+    @property
+    def conflicting(self) -> bool:
+        return len(set(self.labels)) > 1
+
+
+@dataclass
+class ValidationReport:
+    """What loading a library found. ``sections`` holds extra titled text blocks that other
+    checks (such as the near-duplicate audit) append, so the CLI prints them in one place."""
+
+    source: str
+    layout: str
+    images_found: int = 0
+    usable: int = 0
+    decoded: bool = False
+    class_counts: dict[str, int] = field(default_factory=dict)
+    unreadable: list[Problem] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    duplicates: list[DuplicateGroup] = field(default_factory=list)
+    ignored_files: int = 0
+    sections: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing was left out and no duplicate carries two labels."""
+        conflicts = any(g.conflicting for g in self.duplicates)
+        return not (self.unreadable or self.problems or conflicts) and self.usable > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["ok"] = self.ok
+        return out
+
+    def format_text(self, *, max_items: int = 20) -> str:
+        """A plain-text report for the terminal; long lists are cut at ``max_items``."""
+        check = "pixels decoded" if self.decoded else "headers checked"
+        lines = [
+            f"Library: {self.source} ({self.layout})",
+            f"Images found: {self.images_found}; usable: {self.usable} ({check})",
+            f"Classes ({len(self.class_counts)}):",
+        ]
+        width = max((len(c) for c in self.class_counts), default=0)
+        lines += [f"  {c:<{width}}  {n}" for c, n in self.class_counts.items()]
+        if self.ignored_files:
+            lines.append(f"Ignored {self.ignored_files} file(s) without an image extension.")
+        lists = (("Unreadable files", self.unreadable), ("Rows left out", self.problems))
+        for title, items in lists:
+            if items:
+                lines.append(f"{title} ({len(items)}):")
+                lines += [f"  {p.item}: {p.reason}" for p in items[:max_items]]
+                if len(items) > max_items:
+                    lines.append(f"  ... and {len(items) - max_items} more")
+        if self.duplicates:
+            n_conf = sum(g.conflicting for g in self.duplicates)
+            lines.append(
+                f"Exact duplicates: {len(self.duplicates)} group(s), "
+                f"{n_conf} with conflicting labels (they share one case id):"
+            )
+            for g in self.duplicates[:max_items]:
+                flag = "  CONFLICT" if g.conflicting else ""
+                tagged = zip(g.relpaths, g.labels, strict=True)
+                pairs = ", ".join(f"{p} [{lab}]" for p, lab in tagged)
+                lines.append(f"  {pairs}{flag}")
+            if len(self.duplicates) > max_items:
+                lines.append(f"  ... and {len(self.duplicates) - max_items} more")
+        for title, body in self.sections:
+            lines += [f"{title}:", *("  " + line for line in body.splitlines())]
+        lines.append("OK" if self.ok else "Problems found (see above).")
+        return "\n".join(lines)
+
+
+def check_file(path: Path, *, decode: bool = False) -> FileCheck:
+    """Hash a file and check that it is an image: the header always, all pixels if ``decode``.
+
+    Header checks catch missing, empty and non-image files cheaply; a truncated JPEG only
+    shows up when decoded (the embedder catches those later and reports them too).
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return FileCheck(None, "file not found")
+    except IsADirectoryError:
+        return FileCheck(None, "is a folder, not a file")
+    except OSError as err:
+        return FileCheck(None, f"cannot be read ({err.strerror or err})")
+    if not data:
+        return FileCheck(None, "empty file (0 bytes)")
+    sha1 = hashlib.sha1(data).hexdigest()
+    try:
+        if decode:
+            open_image(Image.open(io.BytesIO(data)))
+        else:
+            with Image.open(io.BytesIO(data)) as im:
+                im.size  # noqa: B018 - opening parses the header; size proves it has one
+    except ValueError as err:
+        return FileCheck(sha1, str(err))
+    except Image.DecompressionBombError:
+        return FileCheck(sha1, "image too large to open safely")
+    except (OSError, SyntaxError) as err:
+        kind = "not a recognised image" if "cannot identify" in str(err) else f"corrupt ({err})"
+        return FileCheck(sha1, kind)
+    return FileCheck(sha1, None)
+
+
+def check_files(
+    paths: Sequence[Path], *, decode: bool = False, progress: Progress | None = None
+) -> list[FileCheck]:
+    """``check_file`` over many files with a small thread pool (reading is I/O-bound)."""
+    workers = max(1, min(8, 2 * (os.cpu_count() or 1)))
+    results: list[FileCheck] = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for i, result in enumerate(pool.map(lambda p: check_file(p, decode=decode), paths)):
+            results.append(result)
+            if progress is not None and ((i + 1) % 64 == 0 or i + 1 == len(paths)):
+                progress(i + 1, len(paths))
+    return results
+
+
+def is_image_name(name: str) -> bool:
+    return Path(name).suffix.lower() in IMAGE_EXTENSIONS
