@@ -1,0 +1,211 @@
+"""Plotly figures that read only flat benchmark records (list of dicts or a DataFrame).
+
+Record keys used: protocol, similarity, metric, k, value, class (None overall), plus what the
+runner adds: backbone, family, and a latency such as embed_median_per_item_s. The one figure
+that needs vectors (the t-SNE map) takes records too: `tsne_records` turns embeddings into them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+RecordsLike = pd.DataFrame | Iterable[dict]
+
+
+def as_frame(records: RecordsLike, *, required: Sequence[str] = ()) -> pd.DataFrame:
+    """Records as a DataFrame, or a ValueError naming the keys a figure needs but lacks."""
+    frame = records.copy() if isinstance(records, pd.DataFrame) else pd.DataFrame(list(records))
+    missing = [key for key in required if key not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"records lack {missing}; the runner must add them (columns present: "
+            f"{sorted(map(str, frame.columns))})."
+        )
+    return frame
+
+
+def _select(frame: pd.DataFrame, *, per_class: bool = False, **equal: object) -> pd.DataFrame:
+    """Rows matching every given key (None values are ignored), overall or per-class rows."""
+    mask = pd.Series(True, index=frame.index)
+    for key, value in equal.items():
+        if value is not None and key in frame.columns:
+            mask &= frame[key] == value
+    if "class" in frame.columns:
+        mask &= frame["class"].notna() if per_class else frame["class"].isna()
+    chosen = frame[mask]
+    if chosen.empty:
+        wanted = {k: v for k, v in equal.items() if v is not None}
+        kind = "per-class" if per_class else "overall"
+        raise ValueError(
+            f"no {kind} records match {wanted}; check the metric, k and protocol names"
+            + (" and score runs with per_class=True." if per_class else ".")
+        )
+    return chosen
+
+
+def pareto_front(*, latency: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Indices of points no other point beats on both (lower latency, higher score), by latency."""
+    latency = np.asarray(latency, dtype=float)
+    score = np.asarray(score, dtype=float)
+    order = np.lexsort((-score, latency))  # fastest first; among equals, best score first
+    front, best = [], -np.inf
+    for i in order:
+        if score[i] > best:
+            front.append(int(i))
+            best = score[i]
+    return np.array(front, dtype=np.int64)
+
+
+def accuracy_vs_latency(
+    records: RecordsLike,
+    *,
+    metric: str = "hit_rate",
+    k: int | None = 1,
+    protocol: str | None = "leave-one-out",
+    latency_key: str = "embed_median_per_item_s",
+) -> go.Figure:
+    """Score against latency per backbone, log latency axis, colour = family, Pareto front line."""
+    frame = as_frame(records, required=("backbone", "family", "metric", "value", latency_key))
+    chosen = _select(frame, metric=metric, k=k, protocol=protocol)
+    chosen = chosen.groupby(["backbone", "family"], as_index=False)[["value", latency_key]].mean()
+    fig = go.Figure()
+    for family, group in chosen.groupby("family", sort=True):
+        fig.add_trace(
+            go.Scatter(
+                x=group[latency_key],
+                y=group["value"],
+                mode="markers+text",
+                text=group["backbone"],
+                textposition="top center",
+                name=str(family),
+            )
+        )
+    front = chosen.iloc[pareto_front(latency=chosen[latency_key], score=chosen["value"])]
+    fig.add_trace(
+        go.Scatter(
+            x=front[latency_key],
+            y=front["value"],
+            mode="lines",
+            line={"dash": "dash", "color": "grey"},
+            name="Pareto front",
+        )
+    )
+    label = f"{metric}@{k}" if k is not None else metric
+    fig.update_layout(
+        title=f"{label} against latency ({protocol or 'all protocols'})",
+        xaxis={"type": "log", "title": f"{latency_key} (s, log scale)"},
+        yaxis={"title": label},
+        legend={"title": "family"},
+    )
+    return fig
+
+
+def hit_rate_curves(
+    records: RecordsLike,
+    *,
+    metric: str = "hit_rate",
+    protocol: str | None = "leave-one-out",
+    series_key: str = "backbone",
+) -> go.Figure:
+    """Metric against k, one line per backbone (or other `series_key`)."""
+    frame = as_frame(records, required=(series_key, "metric", "k", "value"))
+    chosen = _select(frame, metric=metric, protocol=protocol).dropna(subset=["k"])
+    fig = go.Figure()
+    for name, group in chosen.groupby(series_key, sort=True):
+        curve = group.groupby("k", as_index=False)["value"].mean().sort_values("k")
+        fig.add_trace(
+            go.Scatter(x=curve["k"], y=curve["value"], mode="lines+markers", name=str(name))
+        )
+    fig.update_layout(
+        title=f"{metric} at k ({protocol or 'all protocols'})",
+        xaxis={"title": "k", "type": "log"},
+        yaxis={"title": metric, "range": [0, 1.02]},
+    )
+    return fig
+
+
+def per_class_bars(
+    records: RecordsLike,
+    *,
+    metric: str = "hit_rate",
+    k: int | None = 1,
+    protocol: str | None = "leave-one-out",
+    series_key: str = "backbone",
+) -> go.Figure:
+    """Grouped bars of a per-class metric: classes on x, one bar series per backbone."""
+    frame = as_frame(records, required=(series_key, "metric", "value", "class"))
+    chosen = _select(frame, per_class=True, metric=metric, k=k, protocol=protocol)
+    classes = sorted(chosen["class"].unique().tolist(), key=str)
+    fig = go.Figure()
+    for name, group in chosen.groupby(series_key, sort=True):
+        values = group.groupby("class")["value"].mean()
+        fig.add_trace(
+            go.Bar(x=[str(c) for c in classes], y=[values.get(c) for c in classes], name=str(name))
+        )
+    fig.update_layout(
+        barmode="group",
+        title=f"{metric}@{k} per class ({protocol or 'all protocols'})",
+        yaxis={"title": metric, "range": [0, 1.02]},
+        xaxis={"title": "class"},
+    )
+    return fig
+
+
+def tsne_records(
+    *,
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    seed: int = 0,
+    perplexity: float = 30.0,
+    max_iter: int = 1000,
+    **extra: object,
+) -> list[dict]:
+    """2-D t-SNE coordinates (scikit-learn, seeded, cosine) as records: x, y, label, row.
+
+    Perplexity is capped below the number of points, which t-SNE requires; `extra` keys (e.g.
+    backbone) are copied into every record.
+    """
+    from sklearn.manifold import TSNE  # slow import; only this figure needs it
+
+    vectors = np.asarray(embeddings, dtype=np.float64)
+    labels = np.asarray(labels)
+    if vectors.ndim != 2 or len(vectors) != len(labels) or len(vectors) < 3:
+        raise ValueError(
+            f"need at least 3 embeddings (n, dim) with one label each; got {vectors.shape} and "
+            f"{labels.shape}."
+        )
+    tsne = TSNE(
+        n_components=2,
+        perplexity=min(perplexity, (len(vectors) - 1) / 3),
+        metric="cosine",
+        init="pca",
+        random_state=seed,
+        max_iter=max_iter,
+    )
+    points = tsne.fit_transform(vectors)
+    return [
+        {"x": float(x), "y": float(y), "label": label, "row": row, **extra}
+        for row, ((x, y), label) in enumerate(zip(points, labels.tolist(), strict=True))
+    ]
+
+
+def embedding_map(records: RecordsLike, *, title: str = "t-SNE of the library") -> go.Figure:
+    """Scatter of 2-D map records (x, y, label), one trace (colour) per label."""
+    frame = as_frame(records, required=("x", "y", "label"))
+    fig = go.Figure()
+    for label, group in frame.groupby("label", sort=True):
+        fig.add_trace(
+            go.Scatter(
+                x=group["x"], y=group["y"], mode="markers", name=str(label), marker={"size": 6}
+            )
+        )
+    fig.update_layout(
+        title=title,
+        xaxis={"showticklabels": False, "title": "t-SNE 1"},
+        yaxis={"showticklabels": False, "title": "t-SNE 2"},
+    )
+    return fig

@@ -1,0 +1,96 @@
+"""Figures build from flat records and carry the expected traces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmarks.plots import (
+    accuracy_vs_latency,
+    embedding_map,
+    hit_rate_curves,
+    pareto_front,
+    per_class_bars,
+    tsne_records,
+)
+from benchmarks.protocols import leave_one_out
+from benchmarks.records import retrieval_records
+
+# (backbone, family, hit@1, seconds per image): "slow-worse" is dominated by "fast-good".
+BACKBONES = [
+    ("fast-good", "general", 0.6, 0.01),
+    ("slow-best", "dermatology", 0.8, 0.2),
+    ("slow-worse", "medical", 0.5, 0.3),
+    ("fastest", "classical", 0.3, 0.001),
+]
+
+
+def benchmark_records():
+    """Real records: leave-one-out runs on synthetic clusters, tagged as a runner would."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(["acne", "mpox", "scabies"], 8)
+    out = []
+    for i, (name, family, _, latency) in enumerate(BACKBONES):
+        x = (
+            rng.normal(size=(3, 6))[np.repeat(np.arange(3), 8)]
+            + rng.normal(size=(24, 6)) * (i + 1) * 0.4
+        )
+        run = leave_one_out(embeddings=x, labels=labels, k=10)
+        for record in retrieval_records(run, ks=(1, 3, 5, 10)):
+            out.append(
+                {**record, "backbone": name, "family": family, "embed_median_per_item_s": latency}
+            )
+    return out
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    latency = np.array([b[3] for b in BACKBONES])
+    score = np.array([b[2] for b in BACKBONES])
+    front = pareto_front(latency=latency, score=score)
+    assert [BACKBONES[i][0] for i in front] == ["fastest", "fast-good", "slow-best"]
+
+
+def test_accuracy_vs_latency_has_one_trace_per_family_and_a_front():
+    records = benchmark_records()
+    fig = accuracy_vs_latency(records)
+    names = [trace.name for trace in fig.data]
+    assert names == ["classical", "dermatology", "general", "medical", "Pareto front"]
+    assert fig.layout.xaxis.type == "log"
+    frame = pd.DataFrame(records)
+    chosen = frame[(frame.metric == "hit_rate") & (frame.k == 1) & frame["class"].isna()]
+    front = fig.data[-1]
+    best = chosen.sort_values("value").iloc[-1]
+    assert best["value"] in list(front.y)  # the most accurate backbone is always on the front
+    assert list(front.x) == sorted(front.x)
+
+
+def test_curves_and_per_class_bars():
+    records = benchmark_records()
+    curves = hit_rate_curves(records)
+    assert sorted(t.name for t in curves.data) == sorted(b[0] for b in BACKBONES)
+    assert list(curves.data[0].x) == [1, 3, 5, 10]
+    assert all(np.all(np.diff(t.y) >= 0) for t in curves.data)  # hit rate never falls with k
+
+    bars = per_class_bars(pd.DataFrame(records), metric="precision", k=5)
+    assert len(bars.data) == 4 and list(bars.data[0].x) == ["acne", "mpox", "scabies"]
+
+
+def test_missing_keys_and_unknown_metric_are_explained():
+    records = [{k: v for k, v in r.items() if k != "family"} for r in benchmark_records()]
+    with pytest.raises(ValueError, match="lack \\['family'\\]"):
+        accuracy_vs_latency(records)
+    with pytest.raises(ValueError, match="no overall records match"):
+        hit_rate_curves(benchmark_records(), metric="ndcg")
+
+
+@pytest.mark.slow
+def test_tsne_map_colours_by_label():
+    rng = np.random.default_rng(1)
+    labels = np.repeat(["acne", "mpox"], 10)
+    x = np.where(labels[:, None] == "acne", 3.0, -3.0) + rng.normal(size=(20, 5))
+    points = tsne_records(embeddings=x, labels=labels, seed=0, max_iter=250, backbone="synthetic")
+    assert len(points) == 20 and points[0]["backbone"] == "synthetic"
+    fig = embedding_map(points)
+    assert [t.name for t in fig.data] == ["acne", "mpox"]
+    assert sum(len(t.x) for t in fig.data) == 20
