@@ -1,0 +1,292 @@
+"""`python -m data_index`: validate a case library, build and update its index, search it.
+
+Exit codes: 0 done; 1 `validate` found problems; 2 the command could not run (bad path,
+unknown backbone, missing weights, empty library, mismatched index ...), said on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from data_index.case_index import EXACT_SEARCH_MAX_CASES, CaseIndex
+from data_index.library import CaseLibrary
+from data_index.locations import default_index_dir
+from data_index.search import Hit
+from data_index.store import POINTER, IndexMismatch, resolve_version
+from data_index.validation import ValidationReport
+
+EXIT_PROBLEMS = 1
+EXIT_ERROR = 2
+
+
+class CommandError(Exception):
+    """A sentence for the user; main() prints it and exits with code 2."""
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A tqdm bar on stderr (hidden when stderr is not a terminal) as a (done, total) callback."""
+    from tqdm import tqdm
+
+    bar = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=description, unit="img", disable=None, file=sys.stderr)
+        bar.n = done
+        bar.refresh()
+
+    try:
+        yield update
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _load_backbone(key: str, *, device: str | None):
+    import torch
+
+    from models import load_backbone
+
+    # bf16 on a GPU roughly halves embedding time; on CPU autocast would only slow it down.
+    precision = "bf16" if torch.cuda.is_available() and device != "cpu" else "fp32"
+    return load_backbone(key, device=device, precision=precision)
+
+
+def _library(path: str, *, decode: bool = False) -> CaseLibrary:
+    with progress_bar("checking files") as bar:
+        return CaseLibrary.load(path, decode=decode, progress=bar)
+
+
+def _summary(report: ValidationReport) -> str:
+    parts = [f"{report.usable} usable image(s) in {len(report.class_counts)} class(es)"]
+    if report.unreadable:
+        parts.append(f"{len(report.unreadable)} unreadable")
+    if report.problems:
+        parts.append(f"{len(report.problems)} manifest row(s) left out")
+    if report.duplicates:
+        parts.append(f"{len(report.duplicates)} exact-duplicate group(s)")
+    return "; ".join(parts) + " (details: python -m data_index validate --library ...)"
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    library = _library(args.library, decode=not args.headers_only)
+    report = library.report
+    # Further checks append titled sections to report.sections here (e.g. the duplicate audit).
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        print(report.format_text(max_items=args.max_items))
+    return 0 if report.ok else EXIT_PROBLEMS
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    library = _library(args.library)
+    if len(library) == 0:
+        raise CommandError(
+            f"The library {args.library} has no usable images: {_summary(library.report)}"
+        )
+    backbone = _load_backbone(args.backbone, device=args.device)
+    out = Path(args.out) if args.out else default_index_dir(library.name, backbone.key)
+    existing = None
+    if not args.rebuild and (out / POINTER).is_file():
+        try:
+            existing = CaseIndex.load(
+                out, backbone_key=backbone.key, weights_origin=backbone.weights_origin
+            )
+        except IndexMismatch as err:
+            raise CommandError(f"{err} To replace the index in {out}, pass --rebuild.") from err
+    start = time.perf_counter()
+    with progress_bar(f"embedding ({backbone.key})") as bar:
+        if existing is not None:
+            added, removed = existing.sync(
+                library, backbone, num_workers=args.workers, progress=bar
+            )
+            index = existing
+        else:
+            index = CaseIndex.build(
+                library,
+                backbone,
+                save=False,
+                dtype=args.dtype,
+                num_workers=args.workers,
+                progress=bar,
+            )
+            added, removed = len(index), 0
+    if len(index) == 0:
+        raise CommandError(f"No image of {args.library} could be decoded; nothing to index.")
+    elapsed = time.perf_counter() - start
+    if existing is None or added or removed:
+        index.save(out)
+    mode = "exact search" if index.exact else "HNSW search"
+    print(_summary(library.report))
+    print(
+        f"Index {out}: {len(index)} case(s), {index.dim}-d {backbone.key} "
+        f"({backbone.weights_origin}), {index.dtype}, {mode} "
+        f"(exact up to {EXACT_SEARCH_MAX_CASES:,} cases)."
+    )
+    verb = "Updated" if existing is not None else "Built"
+    print(f"{verb}: {added} added, {removed} removed in {elapsed:.1f} s.")
+    return 0
+
+
+def _print_hits(hits: list[Hit], *, as_json: bool, score_name: str) -> None:
+    if as_json:
+        rows = [{**h.__dict__} for h in hits]
+        print(json.dumps(rows, indent=2, default=str))
+        return
+    for h in hits:
+        print(f"{h.rank:>3}  {score_name} {h.score:.4f}  {h.label:<24} {h.case_id:<32} {h.path}")
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    index = CaseIndex.load(args.index)
+    if index.weights_origin != "pretrained":
+        raise CommandError(
+            "This index holds architecture-only (random-weight) vectors, made for timing: "
+            "no model can embed a query comparably. Build it with real weights."
+        )
+    if args.k < 1:
+        raise CommandError("-k must be at least 1.")
+    backbone = _load_backbone(index.key, device=args.device)
+    exclude = args.exclude_case or ()
+    if args.image is not None:
+        if not Path(args.image).is_file():
+            raise CommandError(f"The query image {args.image} does not exist.")
+        hits = index.search_image(
+            backbone, args.image, k=args.k, exclude_case_ids=exclude, metric=args.metric
+        )
+    else:
+        if args.metric != "cosine":
+            raise CommandError("Text search compares with cosine only; drop --metric.")
+        hits = index.search_text(backbone, args.text, k=args.k, exclude_case_ids=exclude)
+    score_name = "cos" if args.metric == "cosine" else "dist"
+    _print_hits(hits, as_json=args.json, score_name=score_name)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    index = CaseIndex.load(args.index)
+    manifest = {**index.manifest, "version_dir": str(resolve_version(args.index))}
+    if args.json:
+        print(json.dumps(manifest, indent=2, default=str))
+        return 0
+    lib = manifest["library"]
+    counts = index.cases["label"].value_counts().sort_index()
+    lines = [
+        f"Index:     {args.index} ({Path(manifest['version_dir']).name})",
+        f"Backbone:  {index.key} ({index.weights_origin}), {index.dim}-d",
+        f"Vectors:   {len(index)} x {index.dtype}, metric {manifest['metric']}, "
+        f"{'exact' if index.exact else 'HNSW'} search",
+        f"Library:   {lib.get('name')} at {lib.get('root')} ({lib.get('layout')})",
+        f"Fingerprint: {lib.get('fingerprint')}",
+        f"Created:   {manifest.get('created')}",
+        "Versions:  " + ", ".join(f"{k} {v}" for k, v in manifest.get("versions", {}).items()),
+        f"Classes ({len(counts)}): " + ", ".join(f"{k} {v}" for k, v in counts.items()),
+    ]
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    index = CaseIndex.load(args.index)
+    backbone = _load_backbone(index.key, device=args.device)
+    index.check_backbone(weights_origin=backbone.weights_origin)
+    case_ids = [args.case_id] * len(args.images) if args.case_id else None
+    keys = index.add_images(
+        backbone, args.images, labels=[args.label] * len(args.images), case_ids=case_ids
+    )
+    index.save()
+    print(f"Added {len(keys)} image(s) as keys {', '.join(map(str, keys))}; {len(index)} cases.")
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    index = CaseIndex.load(args.index)
+    removed = index.remove(args.key)
+    if removed:
+        index.save()
+    print(f"Removed {removed} case(s); {len(index)} remain.")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m data_index",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="check a library and print what was found")
+    p.add_argument("--library", required=True, help="class folders, manifest, or a zip")
+    p.add_argument("--headers-only", action="store_true", help="skip decoding every pixel")
+    p.add_argument("--max-items", type=int, default=20, help="longest list printed")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("build", help="embed a library and index it (updates an existing index)")
+    p.add_argument("--library", required=True)
+    p.add_argument("--backbone", required=True, help="registry key (python -m models list)")
+    p.add_argument("--out", help="index folder (default: <cache>/indexes/<library>--<backbone>)")
+    p.add_argument("--dtype", choices=["f32", "f16"], default="f32")
+    p.add_argument("--rebuild", action="store_true", help="start afresh instead of updating")
+    p.add_argument("--workers", type=int, default=None, help="image decoding processes")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: best available)")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("search", help="nearest cases to an image or a text")
+    p.add_argument("--index", required=True)
+    query = p.add_mutually_exclusive_group(required=True)
+    query.add_argument("--image")
+    query.add_argument("--text")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--exclude-case", action="append", help="case id to leave out (repeatable)")
+    p.add_argument("--metric", choices=["cosine", "euclidean"], default="cosine")
+    p.add_argument("--device", default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("info", help="describe an index")
+    p.add_argument("--index", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("add", help="add image files (referenced in place) to an index")
+    p.add_argument("--index", required=True)
+    p.add_argument("--label", required=True)
+    p.add_argument("--case-id", default=None, help="one case id shared by these images")
+    p.add_argument("--device", default=None)
+    p.add_argument("images", nargs="+")
+    p.set_defaults(func=cmd_add)
+
+    p = sub.add_parser("remove", help="remove cases from an index by key")
+    p.add_argument("--index", required=True)
+    p.add_argument("--key", type=int, action="append", required=True)
+    p.set_defaults(func=cmd_remove)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from models import WeightsUnavailable
+
+    try:
+        return args.func(args)
+    except (CommandError, ValueError, WeightsUnavailable, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted; the previous index, if any, is untouched.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
