@@ -8,6 +8,7 @@ runner can map them back to `CaseLibrary.cases`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -213,22 +214,25 @@ def cosine_vs_euclidean(
     """The same protocol ranked by cosine (L2-normalised) and by Euclidean distance (raw).
 
     Seed 000 section D: Euclidean on un-normalised vectors lets vector length (lighting,
-    modality) decide the ranking. Leave-one-out unless `splits` is given (then train/test).
-    Unit-length input would make both rankings identical, so it is refused.
+    modality) sway the ranking. Leave-one-out unless `splits` is given (then train/test).
+    When every vector has the same length (unit-normalised input, or a backbone whose raw
+    output has fixed norm) the two rankings coincide by construction; both runs then carry
+    params["equal_norms"] = True so a report can say so instead of crediting the metric.
     """
     vectors = as_matrix(raw_embeddings, name="raw_embeddings")
     norms = np.linalg.norm(vectors, axis=1)
-    if np.allclose(norms, 1.0, atol=1e-4):
-        raise ValueError(
-            "raw_embeddings are already unit length, so Euclidean ranks exactly like cosine; "
-            "pass the un-normalised vectors (embed_library's `raw`, or normalize=False)."
-        )
+    params = {
+        "norm_min": float(norms.min()),
+        "norm_max": float(norms.max()),
+        "equal_norms": bool(np.ptp(norms) <= 1e-4 * max(float(norms.max()), 1e-12)),
+    }
     runs = {}
     for metric in ("cosine", "euclidean"):
         common = {"embeddings": vectors, "labels": labels, "k": k, "metric": metric}
         ids = {"case_ids": case_ids, "group_ids": group_ids}
         if splits is None:
-            runs[metric] = leave_one_out(**common, **ids)
+            run = leave_one_out(**common, **ids)
         else:
-            runs[metric] = train_test(**common, splits=splits, **ids)
+            run = train_test(**common, splits=splits, **ids)
+        runs[metric] = dataclasses.replace(run, params={**run.params, **params})
     return runs

@@ -162,12 +162,16 @@ def test_rescaling_changes_euclidean_ranking_but_not_cosine():
     assert runs["euclidean"].metric == "euclidean"
 
 
-def test_cosine_vs_euclidean_refuses_unit_vectors():
+def test_cosine_vs_euclidean_flags_vectors_of_equal_length():
     x, labels, _ = clustered()
-    with pytest.raises(ValueError, match="un-normalised"):
-        cosine_vs_euclidean(
-            raw_embeddings=x / np.linalg.norm(x, axis=1, keepdims=True), labels=labels, k=1
-        )
+    runs = cosine_vs_euclidean(raw_embeddings=x, labels=labels, k=3)
+    assert not runs["cosine"].params["equal_norms"]
+    fixed = 2 * x / np.linalg.norm(x, axis=1, keepdims=True)  # e.g. two unit halves concatenated
+    runs = cosine_vs_euclidean(raw_embeddings=fixed, labels=labels, k=3)
+    assert runs["euclidean"].params["equal_norms"] and runs["euclidean"].params[
+        "norm_max"
+    ] == pytest.approx(2)
+    np.testing.assert_array_equal(runs["cosine"].neighbour_rows, runs["euclidean"].neighbour_rows)
 
 
 # ---------------------------------------------------------------- text
