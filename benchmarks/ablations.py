@@ -144,7 +144,7 @@ def size_transform(size: int) -> Callable[[Image.Image], Image.Image]:
 def image_size_ablation(
     *,
     embed_at_size: Callable[[int], np.ndarray],
-    evaluate: Callable[[np.ndarray], RetrievalRun],
+    evaluate: Callable[..., RetrievalRun],
     sizes: Sequence[int] = IMAGE_SIZES,
 ) -> list[RetrievalRun]:
     """Run one protocol on embeddings of the same images downsampled to each size.
