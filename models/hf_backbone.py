@@ -85,7 +85,9 @@ def load_transformers(
             tokenizer = None
         else:
             processor = AutoImageProcessor.from_pretrained(processor_source or source, **options)
-            tokenizer = AutoTokenizer.from_pretrained(source, **options) if spec.has_text else None
+            # An ad-hoc ``hf:`` name cannot know beforehand whether the model has a text tower.
+            wants_text = spec.has_text and hasattr(model, "get_text_features")
+            tokenizer = AutoTokenizer.from_pretrained(source, **options) if wants_text else None
     except (OSError, ValueError) as err:
         text = str(err).strip().splitlines()
         raise missing_weights_error(spec, f"{type(err).__name__}: {text[0] if text else ''}") from (
