@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from models.base import Backbone, WeightsUnavailable
@@ -46,6 +48,10 @@ def load_open_clip(spec: BackboneSpec, *, random_weights: bool, **kwargs) -> Ope
     import open_clip
 
     name, tag = open_clip_name(spec, random_weights=random_weights)
+    folder = Path(name.removeprefix("local-dir:"))
+    # open_clip quietly builds a random model (a log warning only) from a config-only folder.
+    if name.startswith("local-dir:") and folder.is_dir() and not _has_checkpoint(folder):
+        raise missing_weights_error(spec, "no .safetensors, .bin or .pth file in the folder")
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=tag)
         tokenizer = _tokenizer(spec, name, random_weights=random_weights)
@@ -57,6 +63,10 @@ def load_open_clip(spec: BackboneSpec, *, random_weights: bool, **kwargs) -> Ope
     return OpenClipBackbone(
         spec, model, preprocess, tokenizer, random_weights=random_weights, **kwargs
     )
+
+
+def _has_checkpoint(folder: Path) -> bool:
+    return any(p.suffix in (".safetensors", ".bin", ".pth") for p in folder.iterdir())
 
 
 def _tokenizer(spec: BackboneSpec, name: str, *, random_weights: bool):
