@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from models.base import Backbone, Precision, WeightsUnavailable
 from models.registry import SPECS
@@ -73,6 +74,9 @@ def _adhoc_spec(text: str, prefix: str, library: str) -> BackboneSpec:
     if library == "open_clip" and not body.startswith(("hf-hub:", "local-dir:")) and "/" in body:
         body, tag = body.split("/", 1)
     is_local = body.startswith(("local-dir:", "/", "./", "~"))
+    path = body.removeprefix("local-dir:")
+    if path.startswith("~"):  # the libraries take paths literally
+        body = body[: len(body) - len(path)] + str(Path(path).expanduser())
     weights_from = "local" if is_local else "hub"
     arch = None if ":" in body or "/" in body else body
     return BackboneSpec(

@@ -103,7 +103,7 @@ def availability(spec: BackboneSpec) -> Availability:
     if spec.weights_from == "none":
         return Availability("ready", "no learned weights")
     if spec.weights_from == "local":
-        path = Path(spec.source.removeprefix("local-dir:")).expanduser()
+        path = local_source(spec)
         if path.is_dir():
             return Availability("ready", f"local folder {path}")
         return Availability("unsupported", f"the folder {path} does not exist")
@@ -120,8 +120,35 @@ def availability(spec: BackboneSpec) -> Availability:
     return Availability("download", f"downloads from the Hugging Face Hub ({repo or spec.source})")
 
 
+def local_source(spec: BackboneSpec) -> Path:
+    """The folder a ``local-dir:``/path spec names."""
+    return Path(spec.source.removeprefix("local-dir:")).expanduser()
+
+
+# What a weights folder must hold, per library (the layout each library's own loader reads).
+_FOLDER_LAYOUT = {
+    "open_clip": "open_clip_config.json (model_cfg + preprocess_cfg) and "
+    "open_clip_model.safetensors or open_clip_pytorch_model.bin",
+    "transformers": "a save_pretrained output (config.json, weights, preprocessor_config.json "
+    "and, for text, the tokenizer files)",
+    "timm": "config.json and model.safetensors (timm's save_for_hf layout)",
+}
+
+
 def missing_weights_error(spec: BackboneSpec, detail: str) -> WeightsUnavailable:
     """One sentence naming the backbone, what is missing and how to provide it."""
+    folder = local_source(spec) if spec.weights_from == "local" else local_weights(spec)
+    if folder is not None:
+        # A folder was given (or found in the weights dir) but did not load: hub advice misleads.
+        layout = _FOLDER_LAYOUT.get(spec.library, "the model's files")
+        if folder.is_dir():
+            problem = "it should hold"
+        else:
+            problem = "it does not exist; give a folder that holds"
+        return WeightsUnavailable(
+            f"Backbone '{spec.key}' could not be loaded from the folder {folder}: {problem} "
+            f"{layout}. Detail: {detail}"
+        )
     repo = hub_repo(spec)
     where = f"the Hugging Face Hub repository {repo}" if repo else spec.source
     how = (
