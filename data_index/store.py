@@ -156,14 +156,19 @@ def _pointer(out_dir: Path) -> str | None:
 
 
 def _prune(out_dir: Path, *, keep: set[str]) -> None:
+    """Delete versions other than ``keep`` and what crashed saves left behind."""
     now = time.time()
     for child in out_dir.iterdir():
-        stale_staging = (
-            child.name.startswith(".staging-") and now - child.stat().st_mtime > STALE_STAGING_S
-        )
-        orphan_version = child.name.startswith("v-") and child.name not in keep
-        if child.is_dir() and (stale_staging or orphan_version):
+        try:
+            old = now - child.stat().st_mtime > STALE_STAGING_S
+        except FileNotFoundError:
+            continue  # another process removed it meanwhile
+        if child.name.startswith("v-") and child.name not in keep and child.is_dir():
             shutil.rmtree(child, ignore_errors=True)
+        elif child.name.startswith(".staging-") and old and child.is_dir():
+            shutil.rmtree(child, ignore_errors=True)
+        elif child.name.startswith(f".{POINTER}.") and child.name.endswith(".tmp") and old:
+            child.unlink(missing_ok=True)  # a pointer update that a crash interrupted
 
 
 def resolve_version(path: str | Path) -> Path:
