@@ -163,9 +163,9 @@ def _prune(out_dir: Path, *, keep: set[str]) -> None:
             old = now - child.stat().st_mtime > STALE_STAGING_S
         except FileNotFoundError:
             continue  # another process removed it meanwhile
-        if child.name.startswith("v-") and child.name not in keep and child.is_dir():
-            shutil.rmtree(child, ignore_errors=True)
-        elif child.name.startswith(".staging-") and old and child.is_dir():
+        orphan = child.name.startswith("v-") and child.name not in keep
+        crashed = child.name.startswith(".staging-") and old
+        if (orphan or crashed) and child.is_dir():
             shutil.rmtree(child, ignore_errors=True)
         elif child.name.startswith(f".{POINTER}.") and child.name.endswith(".tmp") and old:
             child.unlink(missing_ok=True)  # a pointer update that a crash interrupted
