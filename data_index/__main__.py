@@ -93,16 +93,19 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise CommandError(
             f"The library {args.library} has no usable images: {_summary(library.report)}"
         )
-    backbone = _load_backbone(args.backbone, device=args.device)
-    out = Path(args.out) if args.out else default_index_dir(library.name, backbone.key)
+    from models import get_spec
+
+    key = get_spec(args.backbone).key
+    out = Path(args.out) if args.out else default_index_dir(library.name, key)
     existing = None
     if not args.rebuild and (out / POINTER).is_file():
-        try:
-            existing = CaseIndex.load(
-                out, backbone_key=backbone.key, weights_origin=backbone.weights_origin
-            )
+        try:  # checked before loading the model, which can take a while
+            existing = CaseIndex.load(out, backbone_key=key)
         except IndexMismatch as err:
             raise CommandError(f"{err} To replace the index in {out}, pass --rebuild.") from err
+    backbone = _load_backbone(key, device=args.device)
+    if existing is not None:
+        existing.check_backbone(weights_origin=backbone.weights_origin)
     start = time.perf_counter()
     with progress_bar(f"embedding ({backbone.key})") as bar:
         if existing is not None:
