@@ -1,0 +1,378 @@
+"""Library audit: find copies of one photo (flipped, rotated, cropped, zoomed, re-encoded).
+
+Public skin-image sets are full of augmented copies, and the same photo appears under
+different diagnoses in different sets; leave-one-out search then finds the query's own twin.
+
+Method, in two stages:
+1. Candidates. Each image is reduced to a 128x128 grey square; 49 windows on it (every pair
+   of side fractions 1.0/0.85/0.72 at 3x3 offsets) are resized to 32x32 and described by
+   their 8x8 low-frequency DCT block without DC, as a unit vector (brightness and contrast
+   drop out). The 8 flips/rotations of a window are sign changes and transposes of that
+   block, so they cost nothing. A pair's score is the best cosine between one image as a
+   whole and any window of the other, in either direction; each image's best few partners
+   above a floor are candidates. Low frequencies barely move under resizing, JPEG and the
+   few per cent of misalignment between a crop and the nearest window.
+2. Confirmation. ORB keypoints (on the image and on its mirror, since ORB is rotation- but
+   not reflection-invariant) are matched with Lowe's ratio test, an affine map is fitted
+   with RANSAC, and the pair is confirmed only if enough keypoints agree AND the grey images,
+   aligned by that map, correlate over an overlap covering most of the smaller image. The
+   correlation test rejects pairs that only share a watermark, a caption or a ruler.
+Confirmed pairs are joined with union-find into groups (a chain of copies is one photo).
+
+Where it fails: crops smaller than about half the area, or two crops of one photo that
+barely overlap (no window matches the whole of the other); rotations other than multiples
+of 90 degrees (windows are axis-aligned); near-textureless images with too few ORB
+keypoints (identical pixels are still caught); heavy colour changes that reorder grey
+levels. Two photos of one lesion taken from different angles are NOT called copies:
+perspective and lighting change break the correlation test, which is intended.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from data_index.audit_features import ImageSignature, signature_of_path
+from data_index.audit_match import (
+    MatchSettings,
+    PairEvidence,
+    candidate_pairs,
+    neighbour_pairs,
+    verify_pair,
+    window_scores,
+)
+from data_index.audit_render import render_group_strip
+
+__all__ = [
+    "CrossDuplicate",
+    "CrossReport",
+    "DuplicatePair",
+    "DuplicateReport",
+    "LabelConflict",
+    "MatchSettings",
+    "PairEvidence",
+    "find_cross_duplicates",
+    "find_duplicate_groups",
+    "render_group_strip",
+]
+
+# progress(fraction_done, message): the call shape of gradio's gr.Progress and easy to print.
+Progress = Callable[[float, str], None]
+
+
+class DuplicatePair(NamedTuple):
+    a: int
+    b: int
+    evidence: PairEvidence
+
+
+class CrossDuplicate(NamedTuple):
+    query_row: int
+    index_row: int
+    evidence: PairEvidence
+
+
+@dataclass(frozen=True)
+class LabelConflict:
+    """A group of copies of one photo that carries more than one label."""
+
+    group: int  # index into DuplicateReport.groups (and the members' group id)
+    members: list[int]
+    labels: list[str]  # the member labels, aligned with members
+
+
+@dataclass
+class DuplicateReport:
+    """Groups of copies in one library; rows refer to the order of the input paths."""
+
+    paths: list[str]
+    labels: list[str] | None
+    group_ids: np.ndarray  # (n,) int; groups[g] has id g, every other image an id of its own
+    groups: list[list[int]]
+    conflicts: list[LabelConflict]
+    pairs: list[DuplicatePair]
+    unreadable: list[tuple[int, str]]  # (row, reason); these rows are singletons
+    seconds: float = 0.0
+    n_candidates: int = 0
+
+    def same_photo(self, row: int) -> list[int]:
+        """All rows showing the same photo as ``row`` (itself included)."""
+        return [int(i) for i in np.flatnonzero(self.group_ids == self.group_ids[row])]
+
+    def summary(self) -> dict[str, object]:
+        n_in = sum(len(g) for g in self.groups)
+        return {
+            "n_images": len(self.paths),
+            "n_unreadable": len(self.unreadable),
+            "n_groups": len(self.groups),
+            "n_images_in_groups": n_in,
+            "n_distinct_photos": len(self.paths) - n_in + len(self.groups),
+            "n_conflicts": len(self.conflicts),
+            "n_pairs_confirmed": len(self.pairs),
+            "n_candidates_checked": self.n_candidates,
+            "seconds": round(self.seconds, 2),
+        }
+
+    def to_records(self) -> list[dict[str, object]]:
+        """One flat record per image that belongs to a group (for tables and CSV)."""
+        conflicted = {c.group for c in self.conflicts}
+        records = []
+        for g, members in enumerate(self.groups):
+            for row in members:
+                records.append(
+                    {
+                        "group": g,
+                        "group_size": len(members),
+                        "row": row,
+                        "path": self.paths[row],
+                        "label": self.labels[row] if self.labels is not None else None,
+                        "label_conflict": g in conflicted,
+                    }
+                )
+        return records
+
+    def pair_records(self) -> list[dict[str, object]]:
+        """One flat record per confirmed pair, with its evidence."""
+        return [
+            {"a": p.a, "b": p.b, "path_a": self.paths[p.a], "path_b": self.paths[p.b]}
+            | p.evidence.as_dict()
+            for p in self.pairs
+        ]
+
+
+@dataclass
+class CrossReport:
+    """Query images that copy index images; iterates as (query_row, index_row, evidence)."""
+
+    matches: list[CrossDuplicate]
+    conflicts: list[CrossDuplicate] = field(default_factory=list)  # matches whose labels differ
+    unreadable_index: list[tuple[int, str]] = field(default_factory=list)
+    unreadable_query: list[tuple[int, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def __iter__(self) -> Iterator[CrossDuplicate]:
+        return iter(self.matches)
+
+    def __len__(self) -> int:
+        return len(self.matches)
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "n_matches": len(self.matches),
+            "n_query_images_matched": len({m.query_row for m in self.matches}),
+            "n_conflicts": len(self.conflicts),
+            "n_unreadable_index": len(self.unreadable_index),
+            "n_unreadable_query": len(self.unreadable_query),
+            "seconds": round(self.seconds, 2),
+        }
+
+
+class _UnionFind:
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def find(self, x: int) -> int:
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]  # path halving keeps trees flat
+            x = self.parent[x]
+        return x
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def _check_labels(labels: Sequence[object] | None, n: int, what: str) -> list[str] | None:
+    if labels is None:
+        return None
+    if isinstance(labels, str) or len(labels) != n:
+        raise ValueError(f"{what} must be a list with one label per image ({n} images).")
+    return [str(x) for x in labels]
+
+
+def _check_vectors(vectors: np.ndarray, n: int, what: str) -> np.ndarray:
+    array = np.asarray(vectors, dtype=np.float32)
+    if array.ndim != 2 or len(array) != n:
+        raise ValueError(f"{what} must be a 2-D array with one row per image ({n} images).")
+    return array
+
+
+def _sign_all(
+    paths: Sequence[str | Path], progress: Progress | None, span: tuple[float, float], what: str
+) -> tuple[list[ImageSignature | None], list[tuple[int, str]]]:
+    signatures: list[ImageSignature | None] = []
+    unreadable: list[tuple[int, str]] = []
+    start, stop = span
+    for row, path in enumerate(paths):
+        try:
+            signatures.append(signature_of_path(path))
+        except ValueError as err:  # unreadable files are reported, not fatal
+            signatures.append(None)
+            unreadable.append((row, str(err)))
+        if progress is not None and (row % 25 == 0 or row == len(paths) - 1):
+            progress(start + (stop - start) * (row + 1) / len(paths), f"reading {what}")
+    return signatures, unreadable
+
+
+def _verify(
+    candidates: list[tuple[int, int, float, float]],
+    left: list[ImageSignature],
+    right: list[ImageSignature],
+    settings: MatchSettings,
+    progress: Progress | None,
+) -> list[tuple[int, int, PairEvidence]]:
+    confirmed = []
+    for done, (i, j, proper, mirror) in enumerate(candidates):
+        evidence = verify_pair(left[i], right[j], scores=(proper, mirror), settings=settings)
+        if evidence is not None:
+            confirmed.append((i, j, evidence))
+        if progress is not None and (done % 50 == 0 or done == len(candidates) - 1):
+            progress(0.7 + 0.3 * (done + 1) / len(candidates), "checking candidate pairs")
+    return confirmed
+
+
+def _check_paths(paths: Sequence[str | Path], what: str) -> list[str]:
+    if isinstance(paths, str | Path):
+        raise TypeError(f"{what} must be a list of image paths, not a single path.")
+    return [str(p) for p in paths]
+
+
+def find_duplicate_groups(
+    paths: Sequence[str | Path],
+    labels: Sequence[object] | None = None,
+    *,
+    vectors: np.ndarray | None = None,
+    settings: MatchSettings | None = None,
+    progress: Progress | None = None,
+) -> DuplicateReport:
+    """Group the images of one library that are copies of one photo; flag mixed labels.
+
+    ``vectors`` (optional, one row per path, e.g. the library's backbone embeddings) add each
+    image's nearest neighbours as candidates, which reaches copies the windows miss.
+    """
+    started = time.perf_counter()
+    settings = settings or MatchSettings()
+    paths = _check_paths(paths, "paths")
+    label_list = _check_labels(labels, len(paths), "labels")
+    signatures, unreadable = _sign_all(paths, progress, (0.0, 0.6), "images")
+    readable = [i for i, s in enumerate(signatures) if s is not None]
+    sigs = [signatures[i] for i in readable]
+
+    scores = window_scores(sigs, sigs)
+    scores = np.maximum(scores, scores.transpose(1, 0, 2))  # the crop may sit on either side
+    diagonal = np.arange(len(sigs))
+    scores[diagonal, diagonal] = -1.0
+    if progress is not None:
+        progress(0.7, "scoring candidate pairs")
+    extra: list[tuple[int, int]] = []
+    if vectors is not None:
+        vecs = _check_vectors(vectors, len(paths), "vectors")[readable]
+        extra = neighbour_pairs(vecs, vecs, k=settings.candidates_per_image, symmetric=True)
+    # Identical pixels are copies whatever their texture (flat images have no keypoints).
+    first_with: dict[str, int] = {}
+    for i, sig in enumerate(sigs):
+        extra.append((first_with.setdefault(sig.pixel_sha1, i), i))
+    candidates = candidate_pairs(scores, settings=settings, symmetric=True, extra_pairs=extra)
+    confirmed = _verify(candidates, sigs, sigs, settings, progress)
+
+    union = _UnionFind(len(paths))
+    pairs = []
+    for i, j, evidence in confirmed:
+        a, b = readable[i], readable[j]
+        union.union(a, b)
+        pairs.append(DuplicatePair(a, b, evidence))
+    components: dict[int, list[int]] = {}
+    for row in range(len(paths)):
+        components.setdefault(union.find(row), []).append(row)
+    groups = sorted((m for m in components.values() if len(m) > 1), key=lambda m: m[0])
+    group_ids = np.empty(len(paths), dtype=np.int64)
+    for g, members in enumerate(groups):
+        group_ids[members] = g
+    singles = [m[0] for m in components.values() if len(m) == 1]
+    group_ids[sorted(singles)] = np.arange(len(groups), len(groups) + len(singles))
+
+    conflicts = []
+    if label_list is not None:
+        for g, members in enumerate(groups):
+            member_labels = [label_list[r] for r in members]
+            if len(set(member_labels)) > 1:
+                conflicts.append(LabelConflict(g, list(members), member_labels))
+    return DuplicateReport(
+        paths=paths,
+        labels=label_list,
+        group_ids=group_ids,
+        groups=[list(m) for m in groups],
+        conflicts=conflicts,
+        pairs=pairs,
+        unreadable=unreadable,
+        seconds=time.perf_counter() - started,
+        n_candidates=len(candidates),
+    )
+
+
+def find_cross_duplicates(
+    index_paths: Sequence[str | Path],
+    query_paths: Sequence[str | Path],
+    *,
+    index_labels: Sequence[object] | None = None,
+    query_labels: Sequence[object] | None = None,
+    index_vectors: np.ndarray | None = None,
+    query_vectors: np.ndarray | None = None,
+    settings: MatchSettings | None = None,
+    progress: Progress | None = None,
+) -> CrossReport:
+    """Find query images that are copies of index images (e.g. a test set leaking a library).
+
+    Optional ``index_vectors``/``query_vectors`` (both or neither) add embedding neighbours
+    as candidates, as in ``find_duplicate_groups``.
+    """
+    started = time.perf_counter()
+    settings = settings or MatchSettings()
+    index_paths = _check_paths(index_paths, "index_paths")
+    query_paths = _check_paths(query_paths, "query_paths")
+    index_label_list = _check_labels(index_labels, len(index_paths), "index_labels")
+    query_label_list = _check_labels(query_labels, len(query_paths), "query_labels")
+    index_sigs, index_bad = _sign_all(index_paths, progress, (0.0, 0.3), "index images")
+    query_sigs, query_bad = _sign_all(query_paths, progress, (0.3, 0.6), "query images")
+    index_rows = [i for i, s in enumerate(index_sigs) if s is not None]
+    query_rows = [i for i, s in enumerate(query_sigs) if s is not None]
+    left = [query_sigs[i] for i in query_rows]
+    right = [index_sigs[i] for i in index_rows]
+
+    scores = np.maximum(window_scores(left, right), window_scores(right, left).transpose(1, 0, 2))
+    if progress is not None:
+        progress(0.7, "scoring candidate pairs")
+    extra: list[tuple[int, int]] = []
+    if (index_vectors is None) != (query_vectors is None):
+        raise ValueError("Give both index_vectors and query_vectors, or neither.")
+    if index_vectors is not None and query_vectors is not None:
+        iv = _check_vectors(index_vectors, len(index_paths), "index_vectors")[index_rows]
+        qv = _check_vectors(query_vectors, len(query_paths), "query_vectors")[query_rows]
+        k = settings.candidates_per_image
+        extra = neighbour_pairs(qv, iv, k=k, symmetric=False)
+        extra += [(q, i) for i, q in neighbour_pairs(iv, qv, k=k, symmetric=False)]
+    by_pixels: dict[str, list[int]] = {}
+    for i, sig in enumerate(right):
+        by_pixels.setdefault(sig.pixel_sha1, []).append(i)
+    extra += [(q, i) for q, sig in enumerate(left) for i in by_pixels.get(sig.pixel_sha1, [])]
+    candidates = candidate_pairs(scores, settings=settings, symmetric=False, extra_pairs=extra)
+    confirmed = _verify(candidates, left, right, settings, progress)
+    matches = [CrossDuplicate(query_rows[q], index_rows[i], ev) for q, i, ev in confirmed]
+    conflicts = []
+    if index_label_list is not None and query_label_list is not None:
+        conflicts = [
+            m for m in matches if query_label_list[m.query_row] != index_label_list[m.index_row]
+        ]
+    return CrossReport(
+        matches=matches,
+        conflicts=conflicts,
+        unreadable_index=index_bad,
+        unreadable_query=query_bad,
+        seconds=time.perf_counter() - started,
+    )

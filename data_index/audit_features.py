@@ -1,0 +1,132 @@
+"""Per-image signatures for the duplicate audit: window hashes and ORB keypoints.
+
+A signature is computed once per image and holds everything the candidate search and the
+geometric check need, so each image is decoded exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from models.base import open_image
+
+# Window side fractions tried on each image, at 4x4 offsets: a copy cropped or zoomed to
+# 60-90% of the area is then within a few per cent of some window, which low DCT
+# frequencies tolerate (3x3 offsets missed some 60% zooms in the benchmark).
+WINDOW_FRACTIONS: tuple[float, ...] = (1.0, 0.86, 0.74)
+WINDOW_OFFSETS = 4
+HASH_GRID = 128  # the aspect-free square the windows are cut from
+DCT_SIDE = 32  # each window is resized to this before the DCT
+DCT_KEEP = 8  # low-frequency block kept: 8x8 minus DC -> 63-d vector
+ORB_SIDE = 320  # longer side of the grey image the keypoints are found on
+ORB_FEATURES = 500
+
+
+@dataclass(frozen=True)
+class ImageSignature:
+    """What the audit keeps of one image (pixels are not kept, except a small grey copy)."""
+
+    pixel_sha1: str
+    size: tuple[int, int]  # (width, height) of the decoded image
+    full_vector: np.ndarray  # (63,) unit low-frequency DCT vector of the whole image
+    window_vectors: np.ndarray  # (n_windows * 8, 63): every window under every flip/rotation
+    grey: np.ndarray  # uint8 grey image, longer side ORB_SIDE, for matching and correlation
+    keypoints: np.ndarray  # (k, 2) float32 positions in `grey`
+    descriptors: np.ndarray | None  # (k, 32) uint8 ORB descriptors, None when none found
+    mirror_keypoints: np.ndarray  # the same on the left-right mirrored image, in its own frame
+    mirror_descriptors: np.ndarray | None
+
+
+@cache
+def _windows() -> tuple[tuple[int, int, int, int], ...]:
+    """(x0, y0, x1, y1) boxes on the HASH_GRID square: every fraction pair at 4x4 offsets."""
+    boxes = []
+    for fw in WINDOW_FRACTIONS:
+        for fh in WINDOW_FRACTIONS:
+            w, h = round(HASH_GRID * fw), round(HASH_GRID * fh)
+            steps = np.linspace(0.0, 1.0, WINDOW_OFFSETS)
+            xs = sorted({round((HASH_GRID - w) * t) for t in steps})
+            ys = sorted({round((HASH_GRID - h) * t) for t in steps})
+            boxes.extend((x, y, x + w, y + h) for y in ys for x in xs)
+    return tuple(boxes)
+
+
+@cache
+def _dihedral_signs() -> tuple[np.ndarray, np.ndarray]:
+    """Sign masks that flip a DCT-II block left-right and up-down (coefficient k -> (-1)^k)."""
+    k = np.arange(DCT_KEEP)
+    alternating = np.where(k % 2 == 0, 1.0, -1.0).astype(np.float32)
+    flip_x = np.tile(alternating, (DCT_KEEP, 1))  # columns are horizontal frequencies
+    return flip_x, flip_x.T.copy()
+
+
+def _low_dct(patch: np.ndarray) -> np.ndarray:
+    small = cv2.resize(patch, (DCT_SIDE, DCT_SIDE), interpolation=cv2.INTER_AREA)
+    return cv2.dct(small)[:DCT_KEEP, :DCT_KEEP]
+
+
+def _as_vectors(blocks: np.ndarray) -> np.ndarray:
+    """(m, 8, 8) DCT blocks -> (m, 63) unit vectors without DC: brightness/contrast drop out."""
+    flat = blocks.reshape(len(blocks), -1)[:, 1:]
+    norms = np.linalg.norm(flat, axis=1, keepdims=True)
+    return (flat / np.maximum(norms, 1e-6)).astype(np.float32)
+
+
+def window_vectors(grey_square: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Full-image vector and the vectors of every window under the 8 flips/rotations."""
+    flip_x, flip_y = _dihedral_signs()
+    blocks = np.stack([_low_dct(grey_square[y0:y1, x0:x1]) for x0, y0, x1, y1 in _windows()])
+    # Flips are sign changes of the DCT, 90-degree turns are a transpose plus a flip.
+    upright = [blocks, blocks * flip_x, blocks * flip_y, blocks * flip_x * flip_y]
+    variants = upright + [b.transpose(0, 2, 1) for b in upright]
+    return _as_vectors(blocks[:1])[0], _as_vectors(np.concatenate(variants))
+
+
+def _orb(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Keypoints strongest first, so a prefix is a cheap first look (see audit_match)."""
+    orb = cv2.ORB_create(nfeatures=ORB_FEATURES, edgeThreshold=15, fastThreshold=8)
+    keypoints, descriptors = orb.detectAndCompute(grey, None)
+    if descriptors is None or not keypoints:
+        return np.zeros((0, 2), dtype=np.float32), None
+    order = np.argsort([-kp.response for kp in keypoints], kind="stable")
+    points = np.array([keypoints[i].pt for i in order], dtype=np.float32).reshape(-1, 2)
+    return points, descriptors[order]
+
+
+def signature_of(rgb: Image.Image) -> ImageSignature:
+    """Compute the signature of one upright RGB image."""
+    arr = np.asarray(rgb.convert("RGB"))
+    height, width = arr.shape[:2]
+    grey_full = cv2.cvtColor(arr, cv2.COLOR_RGB2GRAY)
+    square = cv2.resize(grey_full, (HASH_GRID, HASH_GRID), interpolation=cv2.INTER_AREA)
+    full_vector, variants = window_vectors(square.astype(np.float32))
+
+    scale = ORB_SIDE / max(width, height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    grey = cv2.resize(grey_full, size, interpolation=interp)
+    keypoints, descriptors = _orb(grey)
+    mirror_keypoints, mirror_descriptors = _orb(np.ascontiguousarray(grey[:, ::-1]))
+    return ImageSignature(
+        pixel_sha1=hashlib.sha1(arr.tobytes() + bytes(str(arr.shape), "ascii")).hexdigest(),
+        size=(width, height),
+        full_vector=full_vector,
+        window_vectors=variants,
+        grey=grey,
+        keypoints=keypoints,
+        descriptors=descriptors,
+        mirror_keypoints=mirror_keypoints,
+        mirror_descriptors=mirror_descriptors,
+    )
+
+
+def signature_of_path(path: str | Path) -> ImageSignature:
+    """Open with the project's reader (upright RGB; ValueError when unreadable) and sign."""
+    return signature_of(open_image(path))

@@ -1,0 +1,249 @@
+"""Candidate search over window vectors, and the geometric check that confirms a pair."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from data_index.audit_features import ORB_FEATURES, ImageSignature
+
+
+@dataclass(frozen=True)
+class MatchSettings:
+    """Thresholds of the audit, pinned here so every caller and benchmark uses the same."""
+
+    candidates_per_image: int = 5  # best-scoring partners checked per image
+    min_candidate_score: float = 0.5  # window-vector cosine below which nothing is checked
+    min_inliers: int = 12  # RANSAC inliers of the affine fit
+    screen_keypoints: int = 150  # strongest keypoints matched first, to drop most candidates
+    screen_min_inliers: int = 6  # fewer inliers than this among those: not a copy
+    min_correlation: float = 0.9  # grey correlation of the aligned overlap
+    min_overlap: float = 0.5  # overlap / the smaller image's area, both in one frame
+    ransac_px: float = 4.0  # reprojection threshold on the ORB_SIDE grey images
+    lowe_ratio: float = 0.8
+    parity_margin: float = 0.01  # also try the less likely reflection when scores are this close
+    max_scale: float = 3.0  # larger zoom between copies is treated as a different photo
+
+
+@dataclass(frozen=True)
+class PairEvidence:
+    """Why two images were called copies of one photo."""
+
+    method: str  # "identical-pixels" | "orb-affine"
+    candidate_score: float  # best window-vector cosine (1.0 for identical pixels)
+    inliers: int
+    correlation: float  # grey correlation of the aligned overlap
+    overlap: float
+    mirrored: bool  # the affine includes a reflection (a flipped copy)
+    scale: float  # linear zoom from the first image to the second
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "method": self.method,
+            "candidate_score": round(self.candidate_score, 4),
+            "inliers": self.inliers,
+            "correlation": round(self.correlation, 4),
+            "overlap": round(self.overlap, 4),
+            "mirrored": self.mirrored,
+            "scale": round(self.scale, 4),
+        }
+
+
+# Order of the 8 variants in ImageSignature.window_vectors: identity, flip x, flip y, both,
+# then the transposes of those four. Reflections have determinant -1.
+_PROPER = [0, 3, 5, 6]
+_MIRRORED = [1, 2, 4, 7]
+
+
+def window_scores(
+    rows: Sequence[ImageSignature], cols: Sequence[ImageSignature], *, chunk: int = 32
+) -> np.ndarray:
+    """(len(rows), len(cols), 2) best cosine of a row's whole image to any window of a column,
+    without and with a reflection.
+
+    Windows cover crops, zooms and the 8 flips/rotations; call it both ways for symmetry
+    (the inverse of a reflection is a reflection, so the last axis means the same both ways).
+    """
+    out = np.zeros((len(rows), len(cols), 2), dtype=np.float32)
+    if not rows or not cols:
+        return out
+    full = np.stack([s.full_vector for s in rows])
+    per_col = cols[0].window_vectors.shape[0]
+    windows = np.concatenate([s.window_vectors for s in cols])  # (m * per_col, 63)
+    for start in range(0, len(rows), chunk):
+        block = full[start : start + chunk] @ windows.T
+        by_variant = block.reshape(len(block), len(cols), 8, per_col // 8).max(axis=3)
+        out[start : start + chunk, :, 0] = by_variant[:, :, _PROPER].max(axis=2)
+        out[start : start + chunk, :, 1] = by_variant[:, :, _MIRRORED].max(axis=2)
+    return out
+
+
+def candidate_pairs(
+    scores: np.ndarray,
+    *,
+    settings: MatchSettings,
+    symmetric: bool,
+    extra_pairs: Iterable[tuple[int, int]] = (),
+) -> list[tuple[int, int, float, float]]:
+    """(row, col, proper score, mirrored score) to verify: each row's best columns, and for a
+    non-square problem each column's best rows too, above the floor; plus ``extra_pairs``
+    (e.g. embedding neighbours) whatever their score. Symmetric: row < col only."""
+    best = scores.max(axis=2)
+    found: set[tuple[int, int]] = set()
+    views = [(best, False)] if symmetric else [(best, False), (best.T, True)]
+    for matrix, transposed in views:
+        k = min(settings.candidates_per_image, matrix.shape[1])
+        if k == 0 or matrix.shape[0] == 0:
+            continue
+        top = np.argpartition(-matrix, k - 1, axis=1)[:, :k]
+        for i, cols in enumerate(top):
+            for j in cols:
+                if matrix[i, j] >= settings.min_candidate_score:
+                    found.add((int(j), i) if transposed else (i, int(j)))
+    found.update((int(i), int(j)) for i, j in extra_pairs)
+    if symmetric:
+        found = {(min(p), max(p)) for p in found if p[0] != p[1]}
+    return [(i, j, float(scores[i, j, 0]), float(scores[i, j, 1])) for i, j in sorted(found)]
+
+
+def neighbour_pairs(
+    rows: np.ndarray, cols: np.ndarray, *, k: int, symmetric: bool, chunk: int = 1024
+) -> list[tuple[int, int]]:
+    """Each row's k most similar columns by cosine of caller-given vectors (e.g. embeddings).
+
+    A second, learned candidate source: it reaches copies the windows miss (tight crops,
+    shifted copies with filled borders) when the caller already has vectors.
+    """
+    rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+    cols = cols / np.maximum(np.linalg.norm(cols, axis=1, keepdims=True), 1e-12)
+    k = min(k, len(cols) - (1 if symmetric else 0))
+    pairs: list[tuple[int, int]] = []
+    if k <= 0:
+        return pairs
+    for start in range(0, len(rows), chunk):
+        sim = rows[start : start + chunk] @ cols.T
+        if symmetric:  # never one's own neighbour
+            block = np.arange(len(sim))
+            sim[block, block + start] = -np.inf
+        top = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+        pairs.extend((start + i, int(j)) for i, js in enumerate(top) for j in js)
+    return pairs
+
+
+def _match_points(
+    desc_a: np.ndarray | None, desc_b: np.ndarray | None, *, ratio: float
+) -> list[tuple[int, int]]:
+    if desc_a is None or desc_b is None or len(desc_a) < 2 or len(desc_b) < 2:
+        return []
+    matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+    pairs = []
+    for m in matcher.knnMatch(desc_a, desc_b, k=2):
+        if len(m) == 2 and m[0].distance < ratio * m[1].distance:
+            pairs.append((m[0].queryIdx, m[0].trainIdx))
+    return pairs
+
+
+def _aligned_correlation(
+    grey_a: np.ndarray, grey_b: np.ndarray, affine: np.ndarray
+) -> tuple[float, float]:
+    """Correlation of b warped into a's frame over their overlap, and the overlap fraction."""
+    h, w = grey_a.shape
+    # The affine maps a -> b, which is exactly the inverse map warpAffine needs to pull b into a.
+    warped = cv2.warpAffine(grey_b.astype(np.float32), affine, (w, h), flags=cv2.WARP_INVERSE_MAP)
+    mask = cv2.warpAffine(
+        np.ones_like(grey_b, dtype=np.uint8), affine, (w, h), flags=cv2.WARP_INVERSE_MAP
+    )
+    mask = cv2.erode(mask, np.ones((5, 5), np.uint8)) > 0  # borders carry interpolation
+    area_b_in_a = grey_b.size / max(abs(np.linalg.det(affine[:, :2])), 1e-6)
+    overlap = float(mask.sum()) / max(1.0, min(grey_a.size, area_b_in_a))
+    if mask.sum() < 100:
+        return 0.0, overlap
+    # Blur first: JPEG blocking and resampling differ between copies, the photo does not.
+    a = cv2.GaussianBlur(grey_a.astype(np.float32), (0, 0), 1.5)[mask]
+    b = cv2.GaussianBlur(warped, (0, 0), 1.5)[mask]
+    a, b = a - a.mean(), b - b.mean()
+    denom = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return (float((a * b).sum()) / denom if denom > 0 else 0.0), overlap
+
+
+def _affine(
+    a: ImageSignature, b: ImageSignature, *, mirrored: bool, limit: int, settings: MatchSettings
+) -> tuple[np.ndarray | None, int]:
+    """Affine map a -> b fitted by RANSAC to matches among the ``limit`` strongest keypoints."""
+    desc_b = b.mirror_descriptors if mirrored else b.descriptors
+    points_b = b.mirror_keypoints if mirrored else b.keypoints
+    desc_a = a.descriptors[:limit] if a.descriptors is not None else None
+    desc_b = desc_b[:limit] if desc_b is not None else None
+    matches = _match_points(desc_a, desc_b, ratio=settings.lowe_ratio)
+    if len(matches) < 4:
+        return None, 0
+    src = a.keypoints[[i for i, _ in matches]]
+    dst = points_b[[j for _, j in matches]].copy()
+    if mirrored:  # back to b's own frame, so the affine carries the reflection
+        dst[:, 0] = (b.grey.shape[1] - 1) - dst[:, 0]
+    affine, inlier_mask = cv2.estimateAffine2D(
+        src,
+        dst,
+        method=cv2.RANSAC,
+        ransacReprojThreshold=settings.ransac_px,
+        maxIters=2000,
+        confidence=0.995,
+    )
+    return affine, (int(inlier_mask.sum()) if affine is not None else 0)
+
+
+def _fit(
+    a: ImageSignature, b: ImageSignature, *, mirrored: bool, score: float, settings: MatchSettings
+) -> PairEvidence | None:
+    """Match a's keypoints to b's (or to b mirrored), fit an affine map, test the alignment."""
+    # Most candidates are different photos: a look at the strongest keypoints settles those
+    # at a tenth of the cost of matching all of them.
+    _, screened = _affine(
+        a, b, mirrored=mirrored, limit=settings.screen_keypoints, settings=settings
+    )
+    if screened < settings.screen_min_inliers:
+        return None
+    affine, inliers = _affine(a, b, mirrored=mirrored, limit=ORB_FEATURES, settings=settings)
+    if affine is None or inliers < settings.min_inliers:
+        return None
+    singular = np.linalg.svd(affine[:, :2], compute_uv=False)
+    scale = float(np.sqrt(singular[0] * singular[1]))
+    if not (1 / settings.max_scale <= scale <= settings.max_scale):
+        return None
+    if singular[0] / max(singular[1], 1e-6) > 2.0:  # strong shear: not a crop or zoom
+        return None
+    correlation, overlap = _aligned_correlation(a.grey, b.grey, affine)
+    if correlation < settings.min_correlation or overlap < settings.min_overlap:
+        return None
+    return PairEvidence("orb-affine", score, inliers, correlation, overlap, mirrored, scale)
+
+
+def verify_pair(
+    a: ImageSignature,
+    b: ImageSignature,
+    *,
+    scores: tuple[float, float],
+    settings: MatchSettings,
+) -> PairEvidence | None:
+    """Confirm that two signatures show one photo (up to flip, rotation, crop, zoom, colour).
+
+    ``scores`` are the window scores without and with a reflection: the likelier parity is
+    tried first, the other only when its score is nearly as good (symmetric images).
+    """
+    if a.pixel_sha1 == b.pixel_sha1:
+        return PairEvidence("identical-pixels", 1.0, 0, 1.0, 1.0, False, 1.0)
+    proper, mirror = scores
+    order = [(False, proper), (True, mirror)]
+    if mirror > proper:
+        order.reverse()
+    first = order[0][1]
+    for mirrored, score in order:
+        if score < first - settings.parity_margin:
+            break
+        evidence = _fit(a, b, mirrored=mirrored, score=score, settings=settings)
+        if evidence is not None:
+            return evidence
+    return None
