@@ -303,6 +303,8 @@ def find_duplicate_groups(
             member_labels = [label_list[r] for r in members]
             if len(set(member_labels)) > 1:
                 conflicts.append(LabelConflict(g, list(members), member_labels))
+    if progress is not None:
+        progress(1.0, "done")
     return DuplicateReport(
         paths=paths,
         labels=label_list,
@@ -369,6 +371,8 @@ def find_cross_duplicates(
         conflicts = [
             m for m in matches if query_label_list[m.query_row] != index_label_list[m.index_row]
         ]
+    if progress is not None:
+        progress(1.0, "done")
     return CrossReport(
         matches=matches,
         conflicts=conflicts,

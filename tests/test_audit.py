@@ -153,7 +153,9 @@ def test_label_conflicts_name_the_group_and_its_labels(tmp_path):
         _save(textured_image(3), tmp_path / "c.jpg"),
     ]
     labels = ["impetigo", "herpes", "nevus", "nevus", "impetigo"]
-    report = find_duplicate_groups(paths, labels)
+    seen: list[float] = []
+    report = find_duplicate_groups(paths, labels, progress=lambda f, _msg: seen.append(f))
+    assert seen == sorted(seen) and seen[-1] == 1.0
     assert report.groups == [[0, 1], [2, 3]]
     assert len(report.conflicts) == 1
     conflict = report.conflicts[0]
