@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ def cases_from_files(
     if bad:
         raise ValueError(f"Nothing added; unreadable image(s): {'; '.join(bad)}")
     rows = []
+    now = datetime.now(UTC).isoformat(timespec="seconds")
     for i, (p, check) in enumerate(zip(resolved, checks, strict=True)):
         rel = p.relative_to(root).as_posix() if root and p.is_relative_to(root) else str(p)
         rows.append(
@@ -44,10 +46,15 @@ def cases_from_files(
                 "split": "",
                 "caption": "",
                 "sha1": check.sha1,
+                ADDED_COLUMN: now,
                 **{k: v for k, v in (metadata[i] if metadata else {}).items() if k != "key"},
             }
         )
     return pd.DataFrame(rows)
+
+
+# Set on cases added one by one (not from the library), so a library sync leaves them be.
+ADDED_COLUMN = "added_at"
 
 
 def _signatures(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
@@ -59,9 +66,13 @@ def _signatures(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
 
 def diff_cases(old: pd.DataFrame, new: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
     """``(stale_keys, fresh_rows)``: keys of ``old`` rows absent from ``new`` (file, content,
-    label or any metadata changed) and the ``new`` rows (without ``key``) to add."""
-    columns = [c for c in new.columns if c != "key"]
+    label or any metadata changed) and the ``new`` rows (without ``key``) to add. Rows added
+    one by one (``added_at`` set) are not the library's and never count as stale."""
+    columns = [c for c in new.columns if c not in ("key", ADDED_COLUMN)]
     ours, theirs = _signatures(old, columns), _signatures(new, columns)
-    stale = old["key"].to_numpy(np.int64)[~ours.isin(set(theirs)).to_numpy()]
+    gone = ~ours.isin(set(theirs)).to_numpy()
+    if ADDED_COLUMN in old.columns:
+        gone &= old[ADDED_COLUMN].fillna("").astype(str).eq("").to_numpy()
+    stale = old["key"].to_numpy(np.int64)[gone]
     fresh = new[~theirs.isin(set(ours)).to_numpy()].drop(columns=["key"], errors="ignore")
     return stale, fresh.reset_index(drop=True)

@@ -203,3 +203,14 @@ def test_empty_library_cannot_be_built(tmp_path, backbone):
     (root / "red" / "a.jpg").write_bytes(b"")
     with pytest.raises(ValueError, match="no usable images"):
         CaseIndex.build(CaseLibrary.load(root), backbone, save=False)
+
+
+def test_sync_keeps_images_added_one_by_one(tmp_path, backbone):
+    root = make_folder_library(tmp_path / "lib", per_class=1)
+    idx = CaseIndex.build(CaseLibrary.load(root), backbone, save=False)
+    extra = save_image(pattern_image("green-dots", 77), tmp_path / "elsewhere" / "g.jpg")
+    (key,) = idx.add_images(backbone, [extra], labels=["green-dots"])
+    (root / "red-stripes" / "red-stripes-0.jpg").unlink()
+    assert idx.sync(CaseLibrary.load(root), backbone) == (0, 1)
+    assert key in set(idx.cases["key"]) and len(idx) == 4
+    assert idx.search_vector(idx.raw[-1], k=1)[0].metadata["added_at"]
