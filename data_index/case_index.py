@@ -14,7 +14,7 @@ from usearch.index import Index
 
 from data_index.changes import cases_from_files, diff_cases
 from data_index.embed import embed_cases, embed_library
-from data_index.library import CORE_COLUMNS, CaseLibrary, library_fingerprint
+from data_index.library import CORE_COLUMNS, CaseLibrary
 from data_index.locations import default_index_dir
 from data_index.search import Hit, SearchMetric, search_vector
 from data_index.store import (
@@ -37,6 +37,17 @@ from models.base import l2_normalize
 # Up to this many cases a query scans every vector (exact, still milliseconds); above it the
 # HNSW graph answers. benchmarks/bench_search.py measures where the crossover lies.
 EXACT_SEARCH_MAX_CASES = 20_000
+
+
+def _describe(library: CaseLibrary | None) -> dict[str, str]:
+    if library is None:
+        return {"name": "", "root": "", "layout": "", "fingerprint": ""}
+    return {
+        "name": library.name,
+        "root": str(library.root),
+        "layout": library.layout,
+        "fingerprint": library.fingerprint,
+    }
 
 
 class CaseIndex:
@@ -86,11 +97,7 @@ class CaseIndex:
                 "expansion_add": EXPANSION_ADD,
                 "expansion_search": EXPANSION_SEARCH,
             },
-            "library": {
-                "name": library.name if library else "",
-                "root": str(library.root) if library else "",
-                "layout": library.layout if library else "",
-            },
+            "library": _describe(library),
         }
         columns = list(library.cases.columns) if library else list(CORE_COLUMNS)
         return cls(
@@ -171,7 +178,6 @@ class CaseIndex:
         manifest = {
             **self.manifest,
             "count": len(self),
-            "library": {**self.manifest["library"], "fingerprint": self.fingerprint},
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "versions": package_versions(),
         }
@@ -206,7 +212,9 @@ class CaseIndex:
 
     @property
     def fingerprint(self) -> str:
-        return library_fingerprint(self.cases)
+        """Fingerprint of the library this index was last built or synced from (equal to
+        ``CaseLibrary.fingerprint`` when up to date; cases added one by one do not change it)."""
+        return self.manifest["library"].get("fingerprint", "")
 
     def vectors(self) -> np.ndarray:
         """Unit vectors in ``cases`` order (recomputed from the raw ones: exact float32)."""
@@ -319,11 +327,7 @@ class CaseIndex:
             fresh = fresh.drop(index=list(failures)).reset_index(drop=True)
         removed = self.remove(stale)
         self._append(fresh, unit, raw, keys=self._new_keys(len(fresh)))
-        self.manifest["library"] = {
-            "name": library.name,
-            "root": str(library.root),
-            "layout": library.layout,
-        }
+        self.manifest["library"] = _describe(library)
         return len(fresh), removed
 
     # --- search ----------------------------------------------------------------------------

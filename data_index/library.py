@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,7 @@ class CaseLibrary:
     layout: str
     cases: pd.DataFrame
     report: ValidationReport
+    _fingerprint: str | None = field(default=None, repr=False)
 
     @classmethod
     def load(
@@ -99,14 +100,19 @@ class CaseLibrary:
 
     @property
     def fingerprint(self) -> str:
-        """Content hash of the library: files, labels and case ids (not where it is stored)."""
-        return library_fingerprint(self.cases)
+        """Content hash of the library as found on disk: files, labels and case ids (not where
+        it is stored). Fixed at load, so images dropped later as undecodable do not change it
+        and an index built from this library compares equal to a fresh load of it."""
+        if self._fingerprint is None:
+            self._fingerprint = library_fingerprint(self.cases)
+        return self._fingerprint
 
     def drop(self, keys: list[int], *, reasons: list[str]) -> None:
         """Leave out cases found unusable later (e.g. pixels that fail to decode), keeping the
         report's counts in step. Keys are not renumbered: they stay valid index keys."""
         if not keys:
             return
+        _ = self.fingerprint  # pin the as-loaded fingerprint before rows go
         gone = self.cases[self.cases["key"].isin(keys)]
         by_key = dict(zip(keys, reasons, strict=True))
         for key, relpath in zip(gone["key"], gone["relpath"], strict=True):

@@ -214,3 +214,16 @@ def test_sync_keeps_images_added_one_by_one(tmp_path, backbone):
     assert idx.sync(CaseLibrary.load(root), backbone) == (0, 1)
     assert key in set(idx.cases["key"]) and len(idx) == 4
     assert idx.search_vector(idx.raw[-1], k=1)[0].metadata["added_at"]
+
+
+def test_index_stays_current_with_a_library_holding_an_undecodable_image(tmp_path, backbone):
+    root = make_folder_library(tmp_path / "lib", per_class=1)
+    data = (root / "green-dots" / "green-dots-0.jpg").read_bytes()
+    (root / "green-dots" / "cut.jpg").write_bytes(data[: len(data) // 2])
+    library = CaseLibrary.load(root)
+    idx = CaseIndex.build(library, backbone, out_dir=tmp_path / "idx")
+    assert len(idx) == 4 and len(library) == 4  # dropped while embedding
+    fresh = CaseLibrary.load(root)
+    assert len(fresh) == 5 and fresh.fingerprint == CaseIndex.load(tmp_path / "idx").fingerprint
+    save_image(pattern_image("red-stripes", 5), root / "red-stripes" / "more.jpg")
+    assert CaseLibrary.load(root).fingerprint != idx.fingerprint
