@@ -4,36 +4,41 @@ Public skin-image sets are full of augmented copies, and the same photo appears 
 different diagnoses in different sets; leave-one-out search then finds the query's own twin.
 
 Method, in two stages:
-1. Candidates. Each image is reduced to a 128x128 grey square; 49 windows on it (every pair
-   of side fractions 1.0/0.85/0.72 at 3x3 offsets) are resized to 32x32 and described by
-   their 8x8 low-frequency DCT block without DC, as a unit vector (brightness and contrast
-   drop out). The 8 flips/rotations of a window are sign changes and transposes of that
-   block, so they cost nothing. A pair's score is the best cosine between one image as a
-   whole and any window of the other, in either direction; each image's best few partners
-   above a floor are candidates. Low frequencies barely move under resizing, JPEG and the
-   few per cent of misalignment between a crop and the nearest window.
-2. Confirmation. ORB keypoints (on the image and on its mirror, since ORB is rotation- but
-   not reflection-invariant) are matched with Lowe's ratio test, an affine map is fitted
-   with RANSAC, and the pair is confirmed only if enough keypoints agree AND the grey images,
-   aligned by that map, correlate over an overlap covering most of the smaller image. The
-   correlation test rejects pairs that only share a watermark, a caption or a ruler.
+1. Candidates. Each image is squashed to a 128x128 grey square; 81 windows on it (side
+   fractions 1.0/0.86/0.74 for width and height, at 4x4 offsets) are resized to 32x32 and
+   described by their 8x8 low-frequency DCT block without DC, as a unit vector (brightness
+   and contrast drop out). The 8 flips/rotations of a window are sign changes and
+   transposes of that block, so they cost nothing. A pair's window score is the best cosine
+   between one image as a whole and any window of the other, either way round: a copy
+   cropped or zoomed to 60-90% of the area sits within a few per cent of some window, and
+   low frequencies barely move under that, resizing, JPEG or mild colour changes. A corner
+   score (each image's corner windows against same-size windows of the other) catches
+   shifted copies and two crops of one photo. Each image's best few partners by each score
+   are candidates, plus identical pixels and, optionally, caller-given embedding neighbours.
+2. Confirmation. ORB keypoints (on the image and on its mirror: ORB is rotation- but not
+   reflection-invariant) are matched with Lowe's ratio test, an affine map is fitted with
+   RANSAC, and the pair is confirmed only if enough keypoints agree AND the grey images,
+   aligned by that map, correlate (>= 0.9) over an overlap covering most of the smaller
+   image. The strongest 150 keypoints are tried first, which settles most different photos
+   at a tenth of the cost. The correlation test is what keeps precision: different
+   dermoscopy photos can share a few chance keypoint matches, and pairs that only share a
+   watermark, caption or ruler do not correlate once aligned.
 Confirmed pairs are joined with union-find into groups (a chain of copies is one photo).
 
-Where it fails: crops smaller than about half the area, or two crops of one photo that
-barely overlap (no window matches the whole of the other); rotations other than multiples
-of 90 degrees (windows are axis-aligned); near-textureless images with too few ORB
-keypoints (identical pixels are still caught); heavy colour changes that reorder grey
-levels. Two photos of one lesion taken from different angles are NOT called copies:
-perspective and lighting change break the correlation test, which is intended.
+Where it fails: crops below about half the area, blur strong enough to remove keypoints
+(radius >= 2 px on 224 px images), free rotations beyond a few degrees and copies that are
+shifted, zoomed and turned at once can all miss the candidate stage or the keypoint fit
+(caller-given embedding neighbours help with the first). Near-textureless images have too
+few keypoints (identical pixels are still caught). Two photos of one lesion taken from
+different angles are NOT called copies: parallax and lighting break the correlation test,
+which is intended.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
@@ -42,11 +47,19 @@ from data_index.audit_match import (
     MatchSettings,
     PairEvidence,
     candidate_pairs,
+    corner_scores,
     neighbour_pairs,
     verify_pair,
     window_scores,
 )
 from data_index.audit_render import render_group_strip
+from data_index.audit_report import (
+    CrossDuplicate,
+    CrossReport,
+    DuplicatePair,
+    DuplicateReport,
+    LabelConflict,
+)
 
 __all__ = [
     "CrossDuplicate",
@@ -63,113 +76,6 @@ __all__ = [
 
 # progress(fraction_done, message): the call shape of gradio's gr.Progress and easy to print.
 Progress = Callable[[float, str], None]
-
-
-class DuplicatePair(NamedTuple):
-    a: int
-    b: int
-    evidence: PairEvidence
-
-
-class CrossDuplicate(NamedTuple):
-    query_row: int
-    index_row: int
-    evidence: PairEvidence
-
-
-@dataclass(frozen=True)
-class LabelConflict:
-    """A group of copies of one photo that carries more than one label."""
-
-    group: int  # index into DuplicateReport.groups (and the members' group id)
-    members: list[int]
-    labels: list[str]  # the member labels, aligned with members
-
-
-@dataclass
-class DuplicateReport:
-    """Groups of copies in one library; rows refer to the order of the input paths."""
-
-    paths: list[str]
-    labels: list[str] | None
-    group_ids: np.ndarray  # (n,) int; groups[g] has id g, every other image an id of its own
-    groups: list[list[int]]
-    conflicts: list[LabelConflict]
-    pairs: list[DuplicatePair]
-    unreadable: list[tuple[int, str]]  # (row, reason); these rows are singletons
-    seconds: float = 0.0
-    n_candidates: int = 0
-
-    def same_photo(self, row: int) -> list[int]:
-        """All rows showing the same photo as ``row`` (itself included)."""
-        return [int(i) for i in np.flatnonzero(self.group_ids == self.group_ids[row])]
-
-    def summary(self) -> dict[str, object]:
-        n_in = sum(len(g) for g in self.groups)
-        return {
-            "n_images": len(self.paths),
-            "n_unreadable": len(self.unreadable),
-            "n_groups": len(self.groups),
-            "n_images_in_groups": n_in,
-            "n_distinct_photos": len(self.paths) - n_in + len(self.groups),
-            "n_conflicts": len(self.conflicts),
-            "n_pairs_confirmed": len(self.pairs),
-            "n_candidates_checked": self.n_candidates,
-            "seconds": round(self.seconds, 2),
-        }
-
-    def to_records(self) -> list[dict[str, object]]:
-        """One flat record per image that belongs to a group (for tables and CSV)."""
-        conflicted = {c.group for c in self.conflicts}
-        records = []
-        for g, members in enumerate(self.groups):
-            for row in members:
-                records.append(
-                    {
-                        "group": g,
-                        "group_size": len(members),
-                        "row": row,
-                        "path": self.paths[row],
-                        "label": self.labels[row] if self.labels is not None else None,
-                        "label_conflict": g in conflicted,
-                    }
-                )
-        return records
-
-    def pair_records(self) -> list[dict[str, object]]:
-        """One flat record per confirmed pair, with its evidence."""
-        return [
-            {"a": p.a, "b": p.b, "path_a": self.paths[p.a], "path_b": self.paths[p.b]}
-            | p.evidence.as_dict()
-            for p in self.pairs
-        ]
-
-
-@dataclass
-class CrossReport:
-    """Query images that copy index images; iterates as (query_row, index_row, evidence)."""
-
-    matches: list[CrossDuplicate]
-    conflicts: list[CrossDuplicate] = field(default_factory=list)  # matches whose labels differ
-    unreadable_index: list[tuple[int, str]] = field(default_factory=list)
-    unreadable_query: list[tuple[int, str]] = field(default_factory=list)
-    seconds: float = 0.0
-
-    def __iter__(self) -> Iterator[CrossDuplicate]:
-        return iter(self.matches)
-
-    def __len__(self) -> int:
-        return len(self.matches)
-
-    def summary(self) -> dict[str, object]:
-        return {
-            "n_matches": len(self.matches),
-            "n_query_images_matched": len({m.query_row for m in self.matches}),
-            "n_conflicts": len(self.conflicts),
-            "n_unreadable_index": len(self.unreadable_index),
-            "n_unreadable_query": len(self.unreadable_query),
-            "seconds": round(self.seconds, 2),
-        }
 
 
 class _UnionFind:
@@ -278,7 +184,12 @@ def find_duplicate_groups(
     first_with: dict[str, int] = {}
     for i, sig in enumerate(sigs):
         extra.append((first_with.setdefault(sig.pixel_sha1, i), i))
-    candidates = candidate_pairs(scores, settings=settings, symmetric=True, extra_pairs=extra)
+    corners = corner_scores(sigs, sigs)
+    corners = np.maximum(corners, corners.transpose(1, 0, 2))
+    corners[diagonal, diagonal] = -1.0
+    candidates = candidate_pairs(
+        scores, settings=settings, symmetric=True, corners=corners, extra_pairs=extra
+    )
     confirmed = _verify(candidates, sigs, sigs, settings, progress)
 
     union = _UnionFind(len(paths))
@@ -363,7 +274,10 @@ def find_cross_duplicates(
     for i, sig in enumerate(right):
         by_pixels.setdefault(sig.pixel_sha1, []).append(i)
     extra += [(q, i) for q, sig in enumerate(left) for i in by_pixels.get(sig.pixel_sha1, [])]
-    candidates = candidate_pairs(scores, settings=settings, symmetric=False, extra_pairs=extra)
+    corners = np.maximum(corner_scores(left, right), corner_scores(right, left).transpose(1, 0, 2))
+    candidates = candidate_pairs(
+        scores, settings=settings, symmetric=False, corners=corners, extra_pairs=extra
+    )
     confirmed = _verify(candidates, left, right, settings, progress)
     matches = [CrossDuplicate(query_rows[q], index_rows[i], ev) for q, i, ev in confirmed]
     conflicts = []

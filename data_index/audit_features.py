@@ -59,6 +59,26 @@ def _windows() -> tuple[tuple[int, int, int, int], ...]:
 
 
 @cache
+def square_window_sets() -> tuple[tuple[list[int], list[int]], ...]:
+    """For each square window size below the whole image: (all its windows, its 4 corners).
+
+    A shifted copy (Keras-style, borders filled) or a second crop of the same photo shares a
+    corner window with some same-size window of the other image, not the whole of it.
+    """
+    boxes = _windows()
+    sets = []
+    for fraction in WINDOW_FRACTIONS:
+        side = round(HASH_GRID * fraction)
+        if side == HASH_GRID:
+            continue
+        same = [k for k, (x0, y0, x1, y1) in enumerate(boxes) if (x1 - x0, y1 - y0) == (side, side)]
+        far = HASH_GRID - side
+        corners = [k for k in same if boxes[k][0] in (0, far) and boxes[k][1] in (0, far)]
+        sets.append((same, corners))
+    return tuple(sets)
+
+
+@cache
 def _dihedral_signs() -> tuple[np.ndarray, np.ndarray]:
     """Sign masks that flip a DCT-II block left-right and up-down (coefficient k -> (-1)^k)."""
     k = np.arange(DCT_KEEP)

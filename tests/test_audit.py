@@ -216,7 +216,7 @@ def test_vectors_reach_a_crop_the_windows_miss(tmp_path):
         _save(_crop(original, 0.3, 0.9, 0.1), tmp_path / "tight.jpg"),
         *[_save(textured_image(s, size=(320, 320)), tmp_path / f"o{s}.jpg") for s in range(10, 16)],
     ]
-    settings = MatchSettings(candidates_per_image=1)
+    settings = MatchSettings(candidates_per_image=1, corner_candidates_per_image=0)
     assert find_duplicate_groups(paths, settings=settings).groups == []
     # Caller-given vectors (as a backbone would give) that make rows 0 and 1 neighbours.
     vectors = np.eye(len(paths), dtype=np.float32)

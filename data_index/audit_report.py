@@ -1,0 +1,118 @@
+"""What the duplicate audit returns: groups, label conflicts and the evidence for each pair."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+from data_index.audit_match import PairEvidence
+
+
+class DuplicatePair(NamedTuple):
+    a: int
+    b: int
+    evidence: PairEvidence
+
+
+class CrossDuplicate(NamedTuple):
+    query_row: int
+    index_row: int
+    evidence: PairEvidence
+
+
+@dataclass(frozen=True)
+class LabelConflict:
+    """A group of copies of one photo that carries more than one label."""
+
+    group: int  # index into DuplicateReport.groups (and the members' group id)
+    members: list[int]
+    labels: list[str]  # the member labels, aligned with members
+
+
+@dataclass
+class DuplicateReport:
+    """Groups of copies in one library; rows refer to the order of the input paths."""
+
+    paths: list[str]
+    labels: list[str] | None
+    group_ids: np.ndarray  # (n,) int; groups[g] has id g, every other image an id of its own
+    groups: list[list[int]]
+    conflicts: list[LabelConflict]
+    pairs: list[DuplicatePair]
+    unreadable: list[tuple[int, str]]  # (row, reason); these rows are singletons
+    seconds: float = 0.0
+    n_candidates: int = 0
+
+    def same_photo(self, row: int) -> list[int]:
+        """All rows showing the same photo as ``row`` (itself included)."""
+        return [int(i) for i in np.flatnonzero(self.group_ids == self.group_ids[row])]
+
+    def summary(self) -> dict[str, object]:
+        n_in = sum(len(g) for g in self.groups)
+        return {
+            "n_images": len(self.paths),
+            "n_unreadable": len(self.unreadable),
+            "n_groups": len(self.groups),
+            "n_images_in_groups": n_in,
+            "n_distinct_photos": len(self.paths) - n_in + len(self.groups),
+            "n_conflicts": len(self.conflicts),
+            "n_pairs_confirmed": len(self.pairs),
+            "n_candidates_checked": self.n_candidates,
+            "seconds": round(self.seconds, 2),
+        }
+
+    def to_records(self) -> list[dict[str, object]]:
+        """One flat record per image that belongs to a group (for tables and CSV)."""
+        conflicted = {c.group for c in self.conflicts}
+        records = []
+        for g, members in enumerate(self.groups):
+            for row in members:
+                records.append(
+                    {
+                        "group": g,
+                        "group_size": len(members),
+                        "row": row,
+                        "path": self.paths[row],
+                        "label": self.labels[row] if self.labels is not None else None,
+                        "label_conflict": g in conflicted,
+                    }
+                )
+        return records
+
+    def pair_records(self) -> list[dict[str, object]]:
+        """One flat record per confirmed pair, with its evidence."""
+        return [
+            {"a": p.a, "b": p.b, "path_a": self.paths[p.a], "path_b": self.paths[p.b]}
+            | p.evidence.as_dict()
+            for p in self.pairs
+        ]
+
+
+@dataclass
+class CrossReport:
+    """Query images that copy index images; iterates as (query_row, index_row, evidence)."""
+
+    matches: list[CrossDuplicate]
+    conflicts: list[CrossDuplicate] = field(default_factory=list)  # matches whose labels differ
+    unreadable_index: list[tuple[int, str]] = field(default_factory=list)
+    unreadable_query: list[tuple[int, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def __iter__(self) -> Iterator[CrossDuplicate]:
+        return iter(self.matches)
+
+    def __len__(self) -> int:
+        return len(self.matches)
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "n_matches": len(self.matches),
+            "n_query_images_matched": len({m.query_row for m in self.matches}),
+            "n_conflicts": len(self.conflicts),
+            "n_unreadable_index": len(self.unreadable_index),
+            "n_unreadable_query": len(self.unreadable_query),
+            "seconds": round(self.seconds, 2),
+        }
