@@ -7,6 +7,7 @@ from itertools import combinations
 from pathlib import Path
 
 from data_index.audit import find_cross_duplicates, find_duplicate_groups, render_group_strip
+from models import Backbone
 
 # Groups in the shared sets that were looked at by eye and are copies of one photo; the
 # synthetic benchmark keeps one image of each so they do not count as false positives.
@@ -42,15 +43,21 @@ def _strip(paths: list[str], labels: list[str], out: Path) -> str:
 
 
 def audit_shared_datasets(
-    root: Path, names: tuple[str, ...], *, strips_dir: Path
+    root: Path, names: tuple[str, ...], *, strips_dir: Path, backbone: Backbone | None = None
 ) -> dict[str, dict[str, object]]:
-    """Groups and label conflicts inside each dataset and between each pair of datasets."""
+    """Groups and label conflicts inside each dataset and between each pair of datasets.
+
+    With ``backbone``, its embedding neighbours are extra candidates (as in the app)."""
     known = load_known_copies(Path(__file__).resolve().parents[1] / KNOWN_COPIES_CSV)
     result: dict[str, dict[str, object]] = {}
     manifests = {name: _manifest(root, name) for name in names}
+    vectors = {
+        name: backbone.encode_images(manifests[name][0]) if backbone is not None else None
+        for name in names
+    }
     for name in names:
         paths, labels = manifests[name]
-        report = find_duplicate_groups(paths, labels)
+        report = find_duplicate_groups(paths, labels, vectors=vectors[name])
         groups = []
         for g, members in enumerate(report.groups):
             member_paths = [paths[r] for r in members]
@@ -81,7 +88,12 @@ def audit_shared_datasets(
         index_paths, index_labels = manifests[index_name]
         query_paths, query_labels = manifests[query_name]
         cross = find_cross_duplicates(
-            index_paths, query_paths, index_labels=index_labels, query_labels=query_labels
+            index_paths,
+            query_paths,
+            index_labels=index_labels,
+            query_labels=query_labels,
+            index_vectors=vectors[index_name],
+            query_vectors=vectors[query_name],
         )
         matches = []
         for k, (q, i, evidence) in enumerate(cross):

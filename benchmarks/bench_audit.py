@@ -23,6 +23,7 @@ import numpy as np
 from benchmarks.audit_copies import STRESS_TRANSFORMS, TRANSFORMS, make_copy
 from benchmarks.audit_real import KNOWN_COPIES_CSV, audit_shared_datasets, load_known_copies
 from data_index.audit import find_duplicate_groups
+from models import Backbone, load_backbone
 from models.base import open_image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -141,7 +142,9 @@ def _short(path: str, root: Path) -> str:
     return str(p.relative_to(root)) if p.is_relative_to(root) else f"<copy>/{p.name}"
 
 
-def run_synthetic(args: argparse.Namespace, root: Path) -> dict[str, object]:
+def run_synthetic(
+    args: argparse.Namespace, root: Path, backbone: Backbone | None
+) -> dict[str, object]:
     pool = photo_pool(root)
     with tempfile.TemporaryDirectory(prefix="audit-bench-") as tmp:
         paths, truth, transforms, details = build_test_set(
@@ -152,12 +155,18 @@ def run_synthetic(args: argparse.Namespace, root: Path) -> dict[str, object]:
             distractors=args.distractors,
             seed=args.seed,
         )
+        vectors, embed_seconds = None, None
+        if backbone is not None:
+            # Optional second candidate source, as the app would pass its library embeddings.
+            started = time.perf_counter()
+            vectors = backbone.encode_images(paths)
+            embed_seconds = time.perf_counter() - started
         seconds, cpu_seconds, report = [], [], None
         for _ in range(args.repeats):
             # This 2-core machine is shared: wall time moves with others' load, so the CPU
             # time of this process is recorded beside it.
             started, cpu_started = time.perf_counter(), time.process_time()
-            report = find_duplicate_groups(paths)
+            report = find_duplicate_groups(paths, vectors=vectors)
             seconds.append(time.perf_counter() - started)
             cpu_seconds.append(time.process_time() - cpu_started)
         scores = score_groups(report.group_ids, truth, transforms)
@@ -178,6 +187,10 @@ def run_synthetic(args: argparse.Namespace, root: Path) -> dict[str, object]:
         "copies_per_source": args.copies,
         "n_distractors": args.distractors,
         "seed": args.seed,
+        "candidate_backbone": args.candidate_backbone,
+        "embedding_seconds_per_1000_images": (
+            embed_seconds / len(paths) * 1000 if embed_seconds is not None else None
+        ),
         "n_candidates_checked": report.n_candidates,
         "seconds_per_1000_images": {
             "median": statistics.median(per_1000),
@@ -211,7 +224,8 @@ def markdown(result: dict[str, object]) -> str:
         f"{syn['n_images']} images: {syn['n_sources_with_copies']} real photos from the shared "
         f"sets with {syn['copies_per_source']} copies each, {syn['n_distractors']} distractor "
         f"photos without copies (seed {syn['seed']}). A pair counts as found when both images "
-        "land in one group; precision and recall are over all pairs of images.",
+        "land in one group; precision and recall are over all pairs of images. Extra "
+        f"candidates from backbone embeddings: {syn['candidate_backbone'] or 'none'}.",
         "",
         f"- pair precision **{syn['precision']:.4f}** ({syn['n_predicted_pairs']} pairs "
         f"grouped, {len(syn['false_pairs'])} wrong), pair recall **{syn['recall']:.4f}** "
@@ -256,13 +270,24 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-real", action="store_true")
+    parser.add_argument(
+        "--candidate-backbone",
+        default=None,
+        help="also take each image's embedding neighbours as candidates (e.g. efficientnet-lite0)",
+    )
     parser.add_argument("--strips", type=Path, default=Path(tempfile.gettempdir()) / "audit")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "audit")
     args = parser.parse_args()
     root = shared_root()
-    result: dict[str, object] = {"machine": machine(), "synthetic": run_synthetic(args, root)}
+    backbone = load_backbone(args.candidate_backbone) if args.candidate_backbone else None
+    result: dict[str, object] = {
+        "machine": machine(),
+        "synthetic": run_synthetic(args, root, backbone),
+    }
     if not args.skip_real:
-        result["real"] = audit_shared_datasets(root, DATASETS, strips_dir=args.strips)
+        result["real"] = audit_shared_datasets(
+            root, DATASETS, strips_dir=args.strips, backbone=backbone
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     text = markdown(result)
