@@ -109,6 +109,12 @@ def _check_vectors(vectors: np.ndarray, n: int, what: str) -> np.ndarray:
     return array
 
 
+def _colours(signatures: list[ImageSignature]) -> np.ndarray:
+    if not signatures:
+        return np.zeros((0, 1), dtype=np.float32)
+    return np.stack([sig.colour_vector for sig in signatures]).astype(np.float32)
+
+
 def _sign_all(
     paths: Sequence[str | Path], progress: Progress | None, span: tuple[float, float], what: str
 ) -> tuple[list[ImageSignature | None], list[tuple[int, str]]]:
@@ -180,6 +186,9 @@ def find_duplicate_groups(
     if vectors is not None:
         vecs = _check_vectors(vectors, len(paths), "vectors")[readable]
         extra = neighbour_pairs(vecs, vecs, k=settings.candidates_per_image, symmetric=True)
+    colours = _colours(sigs)
+    k_colour = settings.colour_candidates_per_image
+    extra += neighbour_pairs(colours, colours, k=k_colour, symmetric=True)
     # Identical pixels are copies whatever their texture (flat images have no keypoints).
     first_with: dict[str, int] = {}
     for i, sig in enumerate(sigs):
@@ -270,6 +279,12 @@ def find_cross_duplicates(
         k = settings.candidates_per_image
         extra = neighbour_pairs(qv, iv, k=k, symmetric=False)
         extra += [(q, i) for i, q in neighbour_pairs(iv, qv, k=k, symmetric=False)]
+    left_colours, right_colours = _colours(left), _colours(right)
+    k_colour = settings.colour_candidates_per_image
+    extra += neighbour_pairs(left_colours, right_colours, k=k_colour, symmetric=False)
+    extra += [
+        (q, i) for i, q in neighbour_pairs(right_colours, left_colours, k=k_colour, symmetric=False)
+    ]
     by_pixels: dict[str, list[int]] = {}
     for i, sig in enumerate(right):
         by_pixels.setdefault(sig.pixel_sha1, []).append(i)

@@ -17,6 +17,7 @@ class MatchSettings:
 
     candidates_per_image: int = 6  # best-scoring partners checked per image
     corner_candidates_per_image: int = 3  # best partners by corner windows (shifts, crop pairs)
+    colour_candidates_per_image: int = 4  # best partners by colour histogram (free turns, fills)
     min_candidate_score: float = 0.5  # window-vector cosine below which nothing is checked
     # RANSAC inliers of the affine fit: chance fits between different dermoscopy photos reached
     # 6 (with correlation up to 0.96), a stretched real copy 11.

@@ -198,6 +198,13 @@ def test_unreadable_files_are_reported_and_the_rest_still_grouped(tmp_path):
     assert len(set(report.group_ids.tolist())) == 4
 
 
+def test_empty_and_all_unreadable_libraries_give_empty_reports(tmp_path):
+    assert find_duplicate_groups([]).summary()["n_images"] == 0
+    report = find_duplicate_groups([str(tmp_path / "gone.jpg")], ["nevus"])
+    assert (report.groups, report.group_ids.tolist(), len(report.unreadable)) == ([], [0], 1)
+    assert len(find_cross_duplicates([], [str(tmp_path / "gone.jpg")])) == 0
+
+
 def test_identical_flat_images_are_grouped_without_keypoints(tmp_path):
     flat = Image.new("RGB", (120, 90), (180, 140, 120))
     paths = [_save(flat, tmp_path / "a.png"), _save(flat, tmp_path / "b.png")]
@@ -216,12 +223,30 @@ def test_vectors_reach_a_crop_the_windows_miss(tmp_path):
         _save(_crop(original, 0.3, 0.9, 0.1), tmp_path / "tight.jpg"),
         *[_save(textured_image(s, size=(320, 320)), tmp_path / f"o{s}.jpg") for s in range(10, 16)],
     ]
-    settings = MatchSettings(candidates_per_image=1, corner_candidates_per_image=0)
+    settings = MatchSettings(
+        candidates_per_image=1, corner_candidates_per_image=0, colour_candidates_per_image=0
+    )
     assert find_duplicate_groups(paths, settings=settings).groups == []
     # Caller-given vectors (as a backbone would give) that make rows 0 and 1 neighbours.
     vectors = np.eye(len(paths), dtype=np.float32)
     vectors[1] = vectors[0] + 0.1 * vectors[1]
     assert find_duplicate_groups(paths, vectors=vectors, settings=settings).groups == [[0, 1]]
+
+
+def test_colour_neighbours_reach_a_copy_turned_by_a_free_angle(tmp_path):
+    original = textured_image(9)
+    turned = original.rotate(25, resample=Image.Resampling.BICUBIC, fillcolor=(255, 255, 255))
+    paths = [
+        _save(original, tmp_path / "a.jpg"),
+        *[_save(textured_image(s), tmp_path / f"o{s}.jpg") for s in range(20, 26)],
+        _save(turned, tmp_path / "turned.jpg"),
+    ]
+    colour_only = MatchSettings(candidates_per_image=0, corner_candidates_per_image=0)
+    assert find_duplicate_groups(paths, settings=colour_only).groups == [[0, 7]]
+    nothing = MatchSettings(
+        candidates_per_image=0, corner_candidates_per_image=0, colour_candidates_per_image=0
+    )
+    assert find_duplicate_groups(paths, settings=nothing).groups == []
 
 
 def test_bad_arguments_get_a_sentence(tmp_path):
