@@ -1,4 +1,4 @@
-"""Candidate search over window vectors, and the geometric check that confirms a pair."""
+"""Candidate search (window, corner and neighbour lists) and the geometric check of a pair."""
 
 from __future__ import annotations
 
@@ -160,10 +160,10 @@ def candidate_pairs(
 def neighbour_pairs(
     rows: np.ndarray, cols: np.ndarray, *, k: int, symmetric: bool, chunk: int = 1024
 ) -> list[tuple[int, int]]:
-    """Each row's k most similar columns by cosine of caller-given vectors (e.g. embeddings).
+    """Each row's k most similar columns by cosine of per-image vectors.
 
-    A second, learned candidate source: it reaches copies the windows miss (tight crops,
-    shifted copies with filled borders) when the caller already has vectors.
+    Used with colour histograms, and with a caller's backbone embeddings when it has them:
+    both reach copies the windows miss (free turns with filled corners, tight crops).
     """
     rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
     cols = cols / np.maximum(np.linalg.norm(cols, axis=1, keepdims=True), 1e-12)
@@ -183,15 +183,14 @@ def neighbour_pairs(
 
 def _match_points(
     desc_a: np.ndarray | None, desc_b: np.ndarray | None, *, ratio: float
-) -> list[tuple[int, int]]:
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (into a, into b) of nearest-neighbour matches that pass Lowe's ratio test."""
     if desc_a is None or desc_b is None or len(desc_a) < 2 or len(desc_b) < 2:
-        return []
-    matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
-    pairs = []
-    for m in matcher.knnMatch(desc_a, desc_b, k=2):
-        if len(m) == 2 and m[0].distance < ratio * m[1].distance:
-            pairs.append((m[0].queryIdx, m[0].trainIdx))
-    return pairs
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    # batchDistance returns plain arrays: no per-match Python objects as with knnMatch.
+    dist, nearest = cv2.batchDistance(desc_a, desc_b, cv2.CV_32S, None, None, cv2.NORM_HAMMING, 2)
+    keep = dist[:, 0] < ratio * dist[:, 1]
+    return np.flatnonzero(keep), nearest[keep, 0].astype(np.int64)
 
 
 def _aligned_correlation(
@@ -225,11 +224,11 @@ def _affine(
     points_b = b.mirror_keypoints if mirrored else b.keypoints
     desc_a = a.descriptors[:limit] if a.descriptors is not None else None
     desc_b = desc_b[:limit] if desc_b is not None else None
-    matches = _match_points(desc_a, desc_b, ratio=settings.lowe_ratio)
-    if len(matches) < 4:
+    rows_a, rows_b = _match_points(desc_a, desc_b, ratio=settings.lowe_ratio)
+    if len(rows_a) < 4:
         return None, 0
-    src = a.keypoints[[i for i, _ in matches]]
-    dst = points_b[[j for _, j in matches]].copy()
+    src = a.keypoints[rows_a]
+    dst = points_b[rows_b].copy()
     if mirrored:  # back to b's own frame, so the affine carries the reflection
         dst[:, 0] = (b.grey.shape[1] - 1) - dst[:, 0]
     affine, inlier_mask = cv2.estimateAffine2D(
