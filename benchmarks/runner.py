@@ -1,0 +1,270 @@
+"""Backbones x libraries x protocols -> flat records, appended to a JSONL file as each finishes.
+
+One record per (run, metric, k[, class]); each carries who ran (backbone, family, weights
+origin), on what (library name and fingerprint), how (protocol, exclusion, similarity), the
+value, the run's latencies, the device and package versions, and the date. Architecture-only
+(random-weight) backbones get latency records only: their vectors mean nothing, so no
+accuracy is ever recorded for them.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.duplicates import LibraryDuplicates, library_duplicates
+from benchmarks.latency import LatencySettings, latency_fields, time_embedding, time_search
+from benchmarks.protocol_runs import Embedded, ProtocolSkipped, parse_protocols, protocol_records
+from benchmarks.results_file import append_records
+from benchmarks.timing import device_description
+from data_index.case_index import CaseIndex
+from data_index.library import CaseLibrary
+from models import Backbone, availability, get_spec, list_specs, load_backbone
+
+Progress = Callable[[float, str], None]
+ARCHITECTURE_ONLY = (
+    "accuracy is not recorded for architecture-only backbones: with random weights their "
+    "vectors mean nothing, so only their timings are kept."
+)
+_PACKAGES = ("numpy", "torch", "usearch", "scikit-learn", "pandas", "open_clip_torch", "timm")
+
+
+class BenchmarkCancelled(RuntimeError):
+    """should_stop() said stop; ``records`` holds what finished (already written to ``out``)."""
+
+    def __init__(self, records: list[dict]) -> None:
+        super().__init__(f"Benchmark stopped after {len(records)} record(s).")
+        self.records = records
+
+
+def software_versions() -> dict:
+    """Python, key packages and the repository commit, for every record."""
+    parts = [f"python {platform.python_version()}"]
+    for name in _PACKAGES:
+        try:
+            parts.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            continue
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {"versions": "; ".join(parts), "git_commit": commit or "unknown"}
+
+
+def _device_fields(backbone: Backbone) -> dict:
+    described = device_description(str(backbone.device))
+    keep = ("device", "device_name", "cpu_model", "cpus_available", "torch_threads", "cuda")
+    out = {key: described[key] for key in keep if key in described}
+    if hasattr(os, "getloadavg"):
+        out["load_average_1min"] = round(os.getloadavg()[0], 2)  # the 2-core box is shared
+    return out
+
+
+def check_backbones(names: Sequence[str], *, random_weights: bool) -> list[str]:
+    """Registry keys for the names, or a ValueError naming the first that cannot load here."""
+    if isinstance(names, str) or not names:
+        raise ValueError("Name at least one backbone, e.g. --backbones color-texture.")
+    keys = []
+    for name in names:
+        spec = get_spec(name)  # UnknownBackbone (a ValueError) lists the valid keys
+        if not random_weights and not availability(spec).ready:
+            raise ValueError(
+                f"Backbone '{spec.key}' has no weights on this machine "
+                f"({availability(spec).detail}); pass --random-weights to time it "
+                "architecture-only."
+            )
+        if spec.key not in keys:
+            keys.append(spec.key)
+    return keys
+
+
+def open_library(library: str | Path | CaseLibrary) -> CaseLibrary:
+    if isinstance(library, CaseLibrary):
+        return library
+    loaded = CaseLibrary.load(library)
+    if len(loaded) == 0:
+        raise ValueError(
+            f"The library {library} has no usable images ({loaded.report.images_found} found)."
+        )
+    return loaded
+
+
+def _aligned(dups: LibraryDuplicates | None, relpaths_all: list[str], relpaths: list[str]):
+    if dups is None:  # no audit wanted: every image its own group
+        return np.arange(len(relpaths), dtype=np.int64)
+    by_path = dict(zip(relpaths_all, dups.group_ids.tolist(), strict=True))
+    return np.array([by_path[p] for p in relpaths], dtype=np.int64)
+
+
+def run_benchmark(
+    library: str | Path | CaseLibrary,
+    backbones: Sequence[str],
+    protocols: Sequence[str] | str = ("leave-one-out",),
+    *,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    out: str | Path | None = None,
+    random_weights: bool = False,
+    device: str | None = None,
+    latency: LatencySettings | None = None,
+    load: Callable[[str], Backbone] | None = None,
+    embeddings_cache: Path | None = None,
+    num_workers: int | None = None,
+) -> list[dict]:
+    """Run every protocol for every backbone on one library; return (and append to ``out``)
+    the records. ``load`` may hand over already loaded backbones (the app's cache);
+    ``progress(fraction, message)`` reports, ``should_stop()`` cancels between steps."""
+    names = parse_protocols(protocols)
+    keys = check_backbones(backbones, random_weights=random_weights)
+    lib = open_library(library)
+    latency = latency or LatencySettings()
+    stopping = should_stop or (lambda: False)
+    records: list[dict] = []
+
+    def say(fraction: float, message: str) -> None:
+        if stopping():
+            raise BenchmarkCancelled(records)
+        if progress is not None:
+            progress(min(1.0, fraction), message)
+
+    relpaths_all = lib.cases["relpath"].astype(str).tolist()
+    dups = None
+    if not random_weights:
+        say(0.0, f"{lib.name}: looking for copies of one photo (duplicate audit)")
+        dups = library_duplicates(
+            lib, progress=lambda f, m: say(0.1 * f / len(keys), f"{lib.name}: audit, {m}")
+        )
+    missing_here = ", ".join(s.key for s in list_specs() if not availability(s).ready)
+    stamp = datetime.now(UTC)
+    common = {
+        "date": stamp.isoformat(timespec="seconds"),
+        "library": lib.name,
+        "library_fingerprint": lib.fingerprint[:16],
+        **software_versions(),
+        "weights_missing_here": missing_here,
+    }
+    if dups is not None:
+        common |= {"n_duplicate_groups": dups.n_groups, "n_duplicate_conflicts": dups.n_conflicts}
+    for i, key in enumerate(keys):
+        share = 0.9 / len(keys)
+        base = 0.1 + i * share
+
+        def step(fraction: float, message: str, key=key, base=base, share=share) -> None:
+            say(base + share * fraction, f"{lib.name} / {key}: {message}")
+
+        step(0.0, "loading the backbone")
+        backbone = (
+            load(key)
+            if load is not None
+            else load_backbone(key, device=device, random_weights=random_weights)
+        )
+        if random_weights and backbone.weights_origin != "architecture-only":
+            raise ValueError(f"{key} was loaded with pretrained weights; random weights asked.")
+        found = _backbone_records(
+            lib, backbone, names, latency, step, embeddings_cache, num_workers, dups, relpaths_all
+        )
+        run = {
+            "run_id": f"{stamp.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:6]}",
+            **common,
+            "backbone": backbone.key,
+            "backbone_name": backbone.spec.name,
+            "family": backbone.spec.family,
+            "weights_origin": backbone.weights_origin,
+            "dim": backbone.dim,
+            **_device_fields(backbone),
+        }
+        batch = [{**run, **record} for record in found]
+        if out is not None:
+            append_records(batch, Path(out))
+        records += batch
+        step(1.0, "done")
+    return records
+
+
+def _backbone_records(
+    lib: CaseLibrary,
+    backbone: Backbone,
+    names: list[str],
+    latency: LatencySettings,
+    step: Progress,
+    embeddings_cache: Path | None,
+    num_workers: int | None,
+    dups: LibraryDuplicates | None,
+    relpaths_all: list[str],
+) -> list[dict]:
+    """Latency, then each protocol (pretrained only), for one backbone on one library."""
+
+    def embedded(done: int, total: int) -> None:
+        step(0.6 * done / max(total, 1), f"embedding {done}/{total} images")
+
+    index = CaseIndex.build(
+        lib,
+        backbone,
+        save=False,
+        cache_dir=embeddings_cache,
+        num_workers=num_workers,
+        progress=embedded,
+    )
+    cases = index.cases
+    step(0.6, "timing embedding and search")
+    sync = None if backbone.device.type == "cpu" else str(backbone.device)
+    paths = cases["path"].astype(str).tolist()
+    embed = time_embedding(backbone, paths=paths, settings=latency, device=sync)
+    search = time_search(index, settings=latency)
+    timings = latency_fields(embed=embed, search=search, settings=latency, n_cases=len(cases))
+    labels = cases["label"].astype(str).to_numpy()
+    sizes = {"n_items": len(cases), "n_classes": len(np.unique(labels)), **timings}
+    out = [
+        {**sizes, "protocol": "latency", "metric": name, "k": None, "value": timings[name]}
+        for name in ("embed_s_per_image", "search_s_per_query", "total_s_per_image")
+    ]
+    if backbone.weights_origin != "pretrained":
+        step(0.7, ARCHITECTURE_ONLY)
+        return out + [_skip(name, ARCHITECTURE_ONLY, sizes) for name in names]
+    view = Embedded(
+        unit=index.vectors(),
+        raw=index.raw,
+        labels=labels,
+        case_ids=cases["case_id"].astype(str).to_numpy(),
+        splits=cases["split"].fillna("").astype(str).to_numpy(),
+        group_ids=_aligned(dups, relpaths_all, cases["relpath"].astype(str).tolist()),
+        paths=paths,
+        sha1s=cases["sha1"].astype(str).tolist(),
+        backbone=backbone,
+        embeddings_cache=embeddings_cache,
+    )
+    for j, name in enumerate(names):
+        step(0.7 + 0.3 * j / len(names), f"protocol {name}")
+        try:
+            out += [{**sizes, **record} for record in protocol_records(name, view)]
+        except ProtocolSkipped as skipped:
+            step(0.7 + 0.3 * (j + 1) / len(names), f"{name} skipped: {skipped}")
+            out.append(_skip(name, str(skipped), sizes))
+    return out
+
+
+def _skip(protocol: str, reason: str, sizes: dict) -> dict:
+    """A record saying a protocol did not run and why (value None, metric "skipped")."""
+    return {
+        **sizes,
+        "protocol": protocol,
+        "metric": "skipped",
+        "k": None,
+        "value": None,
+        "reason": reason,
+    }
