@@ -1,0 +1,157 @@
+"""`python -m benchmarks`: run the backbone comparison on any library, and report it.
+
+    python -m benchmarks run --library PATH [--library PATH2] --backbones a,b,c \\
+        --protocol loo[,linear-probe|all] [--out benchmarks/results/results.jsonl] \\
+        [--csv OUT.csv] [--random-weights]
+    python -m benchmarks report RESULTS.jsonl [--markdown OUT.md] [--plots DIR] [--csv OUT.csv]
+
+Exit codes: 0 done (skipped protocols are listed, not errors); 2 the command could not run
+(unknown backbone or protocol, missing weights, bad library, unreadable results), one
+sentence on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from data_index.locations import REPO_ROOT
+
+EXIT_ERROR = 2
+DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "results.jsonl"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own usage errors also exit 2
+        self.exit(EXIT_ERROR, f"{self.prog}: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    from benchmarks.protocol_runs import PROTOCOLS
+
+    parser = _Parser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="embed libraries and score backbones")
+    run.add_argument("--library", action="append", required=True, help="repeat for several")
+    run.add_argument("--backbones", required=True, help="comma-separated registry keys")
+    run.add_argument(
+        "--protocol",
+        default="loo",
+        help=f"comma-separated: loo, {', '.join(list(PROTOCOLS)[1:])}, or all",
+    )
+    run.add_argument("--out", default=str(DEFAULT_OUT), help="JSONL file the records append to")
+    run.add_argument("--csv", help="also write every record of --out as CSV here")
+    run.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="architecture-only backbones: timings only, accuracy never recorded",
+    )
+    run.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: best available)")
+    run.add_argument("--timing-batch", type=int, default=16, help="images per timed batch")
+    run.add_argument("--timing-repeats", type=int, default=5, help="timed calls (median taken)")
+    run.add_argument("--workers", type=int, help="image decoder processes while embedding")
+    report = commands.add_parser("report", help="Markdown tables and HTML plots from records")
+    report.add_argument("results", help="a JSONL file written by `run`")
+    report.add_argument("--markdown", help="write the report here (default: print it)")
+    report.add_argument("--plots", help="folder for the HTML figures")
+    report.add_argument("--csv", help="write the records as CSV here")
+    return parser
+
+
+def _progress(fraction: float, message: str) -> None:
+    print(f"[{100 * fraction:5.1f}%] {message}", file=sys.stderr, flush=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from benchmarks.latency import LatencySettings
+    from benchmarks.protocol_runs import parse_protocols
+    from benchmarks.results_file import export_csv, read_records
+    from benchmarks.runner import ARCHITECTURE_ONLY, check_backbones, run_benchmark
+
+    backbones = [b.strip() for b in args.backbones.split(",") if b.strip()]
+    protocols = parse_protocols(args.protocol)
+    check_backbones(backbones, random_weights=args.random_weights)  # fail before any work
+    settings = LatencySettings(batch_size=args.timing_batch, repeats=args.timing_repeats)
+    if args.random_weights:
+        print(f"Note: {ARCHITECTURE_ONLY}", file=sys.stderr)
+    total = 0
+    for library in args.library:
+        records = run_benchmark(
+            library,
+            backbones,
+            protocols,
+            progress=_progress,
+            out=args.out,
+            random_weights=args.random_weights,
+            device=args.device,
+            latency=settings,
+            num_workers=args.workers,
+        )
+        total += len(records)
+        _print_summary(records)
+    print(f"{total} record(s) appended to {args.out}")
+    if args.csv:
+        print(f"CSV of all records in {args.out}: {export_csv(read_records(args.out), args.csv)}")
+    return 0
+
+
+def _print_summary(records: list[dict]) -> None:
+    for r in records:
+        if r["protocol"] == "latency" and r["metric"] == "total_s_per_image":
+            print(
+                f"{r['library']} / {r['backbone']} ({r['weights_origin']}): "
+                f"{r['embed_s_per_image']:.4f} s/image, {r['search_s_per_query']:.6f} s/query"
+            )
+        elif (
+            r["protocol"] == "leave-one-out"
+            and r["metric"] == "hit_rate"
+            and r["k"] == 1
+            and r["class"] is None
+        ):
+            print(f"  Top-1 {r['value']:.3f} ({r['exclusion']})")
+        elif r["metric"] == "skipped":
+            print(f"  {r['protocol']} skipped: {r['reason']}")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from benchmarks.report import load, markdown_report, save_plots
+    from benchmarks.results_file import export_csv
+
+    frame = load(args.results)
+    text = markdown_report(frame, source=Path(args.results).name)
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(text, encoding="utf-8")
+        print(f"Report written to {args.markdown}")
+    else:
+        print(text)
+    if args.plots:
+        for path in save_plots(frame, args.plots):
+            print(f"Figure: {path}")
+        print("(HTML only: PNG export needs kaleido, which this project does not install.)")
+    if args.csv:
+        print(f"CSV: {export_csv(frame, args.csv)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exit_:  # usage errors (code 2) and --help (0), as return codes
+        return int(exit_.code or 0)
+    try:
+        return cmd_run(args) if args.command == "run" else cmd_report(args)
+    except (ValueError, TypeError, RuntimeError, OSError) as err:
+        from benchmarks.runner import BenchmarkCancelled
+
+        if isinstance(err, BenchmarkCancelled):
+            print(str(err), file=sys.stderr)
+            return EXIT_ERROR
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
