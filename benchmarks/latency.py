@@ -85,8 +85,28 @@ def time_search(index: CaseIndex, *, settings: LatencySettings) -> Timing:
     )
 
 
+def time_usearch(index: CaseIndex, *, settings: LatencySettings) -> Timing:
+    """The same queries straight to the usearch index (no exclusion, no case table): the part
+    of ``time_search`` that is nearest-neighbour search proper."""
+    rows = spread_rows(len(index), settings.n_queries)
+    vectors = index.vectors()[rows]
+    k = search_depth(len(index), settings)
+
+    def run() -> None:
+        for vector in vectors:
+            index.index.search(vector, k, exact=index.exact)
+
+    return time_callable(
+        run,
+        repeats=settings.repeats,
+        warmup=settings.warmup,
+        items=len(vectors),
+        max_seconds=settings.max_seconds,
+    )
+
+
 def latency_fields(
-    *, embed: Timing, search: Timing, settings: LatencySettings, n_cases: int
+    *, embed: Timing, search: Timing, usearch: Timing, settings: LatencySettings, n_cases: int
 ) -> dict:
     """The flat timing keys every record of a run carries (plots read embed_median_per_item_s)."""
     per_image = embed.median_per_item_s
@@ -99,5 +119,6 @@ def latency_fields(
         "embed_includes": EMBED_INCLUDES,
         "search_s_per_query": per_query,
         "search_k": search_depth(n_cases, settings),
+        "usearch_s_per_query": usearch.median_per_item_s,
         "total_s_per_image": per_image + per_query,
     }

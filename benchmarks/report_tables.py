@@ -43,6 +43,15 @@ def fmt_seconds(value: object) -> str:
     return f"{value:.4f}" if value >= 1e-3 else f"{value:.6f}"
 
 
+def cell(value: object) -> str:
+    """A table cell: whole floats as ints (k, sizes), missing values empty."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def markdown_table(head: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     if not rows:
         return "_(no records)_"
@@ -143,7 +152,7 @@ def _retrieval_table(chunk: pd.DataFrame, by: Sequence[str]) -> str:
     rows = []
     for keys, group in chunk.groupby(list(by), sort=True, dropna=False):
         keys = keys if isinstance(keys, tuple) else (keys,)
-        rows.append([*keys, *(fmt(_value(group, m, k)) for m, k, _ in SHORT)])
+        rows.append([*map(cell, keys), *(fmt(_value(group, m, k)) for m, k, _ in SHORT)])
     return markdown_table([*by, *(title for _, _, title in SHORT)], rows)
 
 
@@ -152,7 +161,7 @@ def _classification_table(chunk: pd.DataFrame, by: Sequence[str]) -> str:
     for keys, group in chunk.groupby(list(by), sort=True, dropna=False):
         keys = keys if isinstance(keys, tuple) else (keys,)
         values = [fmt(_value(group, m, None)) for m in ("accuracy", "macro_f1", "macro_auc")]
-        rows.append([*("" if pd.isna(x) else x for x in keys), *values])
+        rows.append([*map(cell, keys), *values])
     return markdown_table([*by, "accuracy", "macro F1", "macro AUC"], rows)
 
 

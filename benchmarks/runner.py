@@ -21,7 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.duplicates import LibraryDuplicates, library_duplicates
-from benchmarks.latency import LatencySettings, latency_fields, time_embedding, time_search
+from benchmarks.latency import (
+    LatencySettings,
+    latency_fields,
+    time_embedding,
+    time_search,
+    time_usearch,
+)
 from benchmarks.protocol_runs import Embedded, ProtocolSkipped, parse_protocols, protocol_records
 from benchmarks.results_file import append_records
 from benchmarks.timing import device_description
@@ -226,7 +232,10 @@ def _backbone_records(
     paths = cases["path"].astype(str).tolist()
     embed = time_embedding(backbone, paths=paths, settings=latency, device=sync)
     search = time_search(index, settings=latency)
-    timings = latency_fields(embed=embed, search=search, settings=latency, n_cases=len(cases))
+    usearch = time_usearch(index, settings=latency)
+    timings = latency_fields(
+        embed=embed, search=search, usearch=usearch, settings=latency, n_cases=len(cases)
+    )
     labels = cases["label"].astype(str).to_numpy()
     sizes = {"n_items": len(cases), "n_classes": len(np.unique(labels)), **timings}
     out = [
