@@ -1,0 +1,250 @@
+"""Library tab: what is in the library, which indexes exist, building them, adding libraries."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image
+
+from data_index.audit import find_duplicate_groups, render_group_strip
+from data_index.library import CaseLibrary
+from data_index.locations import slug
+from demo.config import library_choices, library_display_name, uploads_dir
+from demo.state import AppState, Progress
+from models import get_spec, list_specs
+from models.weights import availability
+
+UPLOAD_SUFFIXES = (".zip", ".csv", ".parquet")
+MAX_UPLOAD_BYTES = 2 * 1024**3
+MAX_STRIPS = 12
+HOW_TO_ADD = (
+    "**No case library yet.** Add one of these, then pick it in the *Library* box above:\n\n"
+    "- upload a **.zip of class folders** (`ringworm/001.jpg`, `impetigo/002.jpg`, …) or of a "
+    "folder holding `manifest.csv` (`path,label[,case_id,split,caption,…]`) and its images;\n"
+    "- start the app with `--library PATH` (or set `DERMSEARCH_LIBRARY`), or list folders in "
+    "`DERMSEARCH_LIBRARIES`; folders under `../shared/datasets` are found automatically."
+)
+
+
+def library_summary(state: AppState, library_path: str | None, *, reload: bool = False) -> str:
+    """A markdown overview: name, where it lives, layout, counts, and the validation verdict."""
+    if not library_path:
+        return HOW_TO_ADD
+    library = state.library(library_path, reload=reload)
+    report = library.report
+    verdict = "no problems found" if report.ok else "problems found: see below"
+    return (
+        f"### {library.name}\n"
+        f"`{library.root}` · {library.layout} layout · **{len(library)} usable images** of "
+        f"{report.images_found} found · {len(library.labels)} classes · {verdict}.\n\n"
+        f"Fingerprint `{library.fingerprint[:12]}` (changes when files, labels or case ids change)."
+    )
+
+
+def class_counts(state: AppState, library_path: str | None) -> pd.DataFrame:
+    if not library_path:
+        return pd.DataFrame(columns=["class", "images", "cases"])
+    cases = state.library(library_path).cases
+    table = cases.groupby("label").agg(images=("path", "size"), cases=("case_id", "nunique"))
+    return table.reset_index().rename(columns={"label": "class"})
+
+
+def validation_problems(state: AppState, library_path: str | None) -> pd.DataFrame:
+    """Every file or row left out, and exact-duplicate groups with conflicting labels."""
+    rows: list[dict[str, str]] = []
+    if library_path:
+        report = state.library(library_path).report
+        rows += [{"item": p.item, "problem": p.reason} for p in report.unreadable]
+        rows += [{"item": p.item, "problem": p.reason} for p in report.problems]
+        for group in report.duplicates:
+            kind = "identical files with different labels" if group.conflicting else "identical"
+            rows.append({"item": " = ".join(group.relpaths), "problem": f"{kind} files"})
+        if report.ignored_files:
+            rows.append({"item": "(other files)", "problem": f"{report.ignored_files} ignored"})
+    return pd.DataFrame(rows, columns=["item", "problem"])
+
+
+def exact_duplicate_strips(
+    state: AppState, library_path: str | None
+) -> list[tuple[Image.Image, str]]:
+    if not library_path:
+        return []
+    library = state.library(library_path)
+    strips = []
+    for group in library.report.duplicates[:MAX_STRIPS]:
+        paths = [str(library.root / r) for r in group.relpaths]
+        flag = "CONFLICT " if group.conflicting else ""
+        strips.append(
+            (
+                render_group_strip(paths, captions=list(group.labels), height=128),
+                f"{flag}identical bytes: {', '.join(group.relpaths)}",
+            )
+        )
+    return strips
+
+
+def near_duplicate_audit(
+    state: AppState, library_path: str | None, *, progress: Progress | None = None
+) -> tuple[list[tuple[Image.Image, str]], str]:
+    """Copies of one photo (flipped, cropped, re-encoded) found by ``data_index.audit``, as
+    side-by-side strips; computed once per library version (about 10 s per 400 images)."""
+    if not library_path:
+        raise ValueError("Pick a library first.")
+    library = state.library(library_path)
+    paths = library.cases["path"].tolist()
+    labels = library.cases["label"].tolist()
+
+    def compute():
+        return find_duplicate_groups(paths, labels, progress=progress)
+
+    report = state.memo(("audit", library.fingerprint), compute)
+    relpaths = library.cases["relpath"].tolist()
+    conflicts = {c.group for c in report.conflicts}
+    order = sorted(range(len(report.groups)), key=lambda g: (g not in conflicts, g))
+    strips = []
+    for g in order[:MAX_STRIPS]:
+        members = report.groups[g]
+        captions = [f"{labels[i]}" for i in members]
+        strip = render_group_strip([paths[i] for i in members], captions=captions, height=128)
+        flag = "LABEL CONFLICT · " if g in conflicts else ""
+        strips.append((strip, flag + " ≈ ".join(relpaths[i] for i in members)))
+    s = report.summary()
+    text = (
+        f"**{s['n_groups']} group(s) of copies** ({s['n_images_in_groups']} images; "
+        f"{s['n_conflicts']} with conflicting labels) among {s['n_images']} images: "
+        f"{s['n_distinct_photos']} distinct photos. Benchmarks exclude a query's copies."
+    )
+    if len(report.groups) > MAX_STRIPS:
+        text += f" Showing {MAX_STRIPS} (conflicts first)."
+    return strips, text
+
+
+def index_status_table(state: AppState, library_path: str | None) -> pd.DataFrame:
+    """One row per registered backbone: can it run here, and is this library indexed with it."""
+    columns = ["backbone", "family", "runs here", "index", "cases", "built", "detail"]
+    if not library_path:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for spec in list_specs():
+        avail = availability(spec)
+        if avail.ready:
+            status = state.index_status(library_path, spec.key)
+            index, cases, built, detail = status.state, status.count, status.created, status.detail
+        else:
+            index, cases, built, detail = "-", 0, "", avail.detail
+        rows.append(
+            {
+                "backbone": spec.key,
+                "family": spec.family,
+                "runs here": "yes" if avail.ready else avail.status,
+                "index": index,
+                "cases": cases,
+                "built": built,
+                "detail": detail,
+            }
+        )
+    rows.sort(key=lambda r: (r["runs here"] != "yes", r["family"], r["backbone"]))
+    return pd.DataFrame(rows, columns=columns)
+
+
+def build_index(
+    state: AppState,
+    library_path: str | None,
+    backbone_key: str,
+    *,
+    progress: Progress | None = None,
+) -> str:
+    """Build the index, or update it so it holds exactly the library's current cases."""
+    if not library_path:
+        raise ValueError("Pick or upload a library before building an index.")
+    spec = get_spec(backbone_key)
+    before = state.index_status(library_path, spec.key)
+    idx = state.index(library_path, spec.key, progress=progress)
+    verb = {"missing": "Built", "broken": "Rebuilt", "stale": "Updated"}.get(before.state)
+    if verb is None:
+        return f"The {spec.key} index is already up to date ({len(idx)} cases)."
+    return f"{verb} the {spec.key} index: {len(idx)} cases, saved in `{idx.path}`."
+
+
+# --- uploads -----------------------------------------------------------------------------------
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha1()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check_manifest_paths(library: CaseLibrary, allowed_roots: list[Path]) -> None:
+    """An uploaded manifest may only point at images inside libraries already offered here:
+    otherwise it could expose any image file on the server."""
+    for path in library.cases["path"]:
+        p = Path(path)
+        if not any(p.is_relative_to(root) for root in allowed_roots):
+            raise ValueError(
+                f"The manifest points at {p}, outside the libraries on this server; upload a "
+                ".zip holding the images instead."
+            )
+
+
+def upload_library(
+    state: AppState, upload: str | None, *, name: str | None = None
+) -> tuple[str, str]:
+    """Validate an uploaded zip or manifest and, only if it holds usable images, keep it under
+    the cache root as a new library. Returns (library path, message). Existing libraries and
+    indexes are never touched, so a bad upload loses nothing."""
+    if not upload:
+        raise ValueError("Choose a .zip of class folders (or a manifest .csv) to upload first.")
+    source = Path(upload)
+    suffix = source.suffix.lower()
+    if suffix not in UPLOAD_SUFFIXES:
+        raise ValueError(
+            f"{source.name} is not a library: upload a .zip of class folders, or a .csv/.parquet "
+            "manifest with path,label columns."
+        )
+    if not source.is_file() or source.stat().st_size == 0:
+        raise ValueError(f"{source.name} is empty or did not arrive; upload it again.")
+    if source.stat().st_size > MAX_UPLOAD_BYTES:
+        raise ValueError(f"{source.name} is over {MAX_UPLOAD_BYTES / 1024**3:.0f} GiB.")
+    stem = slug((name or "").strip() or source.stem)
+    final = uploads_dir() / f"{stem}-{_file_digest(source)[:8]}{suffix}"
+    if final.exists():
+        return str(final), f"This exact file was uploaded before as **{final.stem}**; selected it."
+    incoming = uploads_dir() / ".incoming" / uuid.uuid4().hex
+    incoming.mkdir(parents=True, exist_ok=True)
+    staged = incoming / final.name
+    try:
+        shutil.copyfile(source, staged)
+        library = CaseLibrary.load(staged, name=final.stem)
+        if suffix != ".zip":
+            roots = [Path(p).parent if Path(p).is_file() else Path(p) for _, p in library_choices()]
+            _check_manifest_paths(library, [r.resolve() for r in roots])
+        if len(library) == 0:
+            reasons = "; ".join(f"{p.item}: {p.reason}" for p in library.report.unreadable[:3])
+            raise ValueError(
+                f"{source.name} holds no usable images ({library.report.images_found} found"
+                + (f"; {reasons}" if reasons else "")
+                + "). Nothing was added."
+                + (
+                    " Paths in an uploaded manifest must be absolute paths on this server."
+                    if suffix != ".zip"
+                    else ""
+                )
+            )
+        os.replace(staged, final)
+    finally:
+        shutil.rmtree(incoming, ignore_errors=True)
+    state.library(str(final))  # validated again at its final path, and cached
+    report = library.report
+    left_out = len(report.unreadable) + len(report.problems)
+    note = f" {left_out} file(s)/row(s) were left out: see the problems table." if left_out else ""
+    return str(final), (
+        f"Added **{library_display_name(str(final))}**: {len(library)} images in "
+        f"{len(library.labels)} classes ({', '.join(library.labels[:8])}"
+        f"{', …' if len(library.labels) > 8 else ''}).{note} Build an index below to search it."
+    )

@@ -1,0 +1,145 @@
+"""Benchmark tab: components and wiring. Handlers live in handlers_bench.py."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import gradio as gr
+import pandas as pd
+
+from demo import handlers_bench as hb
+from demo.errors import guarded
+from demo.state import AppState
+
+PROGRESS = gr.Progress()
+
+
+class StopFlags:
+    """One cancel flag per browser session: the Cancel button sets it, the run's progress
+    callback sees it and stops between batches (gradio's own cancel only stops the UI wait)."""
+
+    def __init__(self) -> None:
+        self._flags: dict[str, threading.Event] = {}
+        self._guard = threading.Lock()
+
+    def get(self, session: str) -> threading.Event:
+        with self._guard:
+            return self._flags.setdefault(session, threading.Event())
+
+
+def _session(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "local"
+
+
+def build_bench_tab(
+    state: AppState, *, library: gr.Dropdown, runnable: list[tuple[str, str]], default: str | None
+) -> tuple[Callable[[], tuple], list]:
+    """Lay out the Benchmark tab; returns the page-load function showing saved results and
+    the components it fills."""
+    flags = StopFlags()
+    records = gr.State(pd.DataFrame())
+    gr.Markdown(
+        "Score backbones on the selected library with a retrieval protocol. Embeddings are "
+        "reused from the indexes (built on first use). Saved results from "
+        "`benchmarks/results/*.jsonl` and earlier runs here show below at once."
+    )
+    with gr.Row():
+        backbones = gr.CheckboxGroup(
+            choices=runnable,
+            value=[default] if default else [],
+            label="Backbones",
+            elem_id="bench-backbones",
+            scale=3,
+        )
+        protocol = gr.Radio(
+            choices=[(f"{k}: {v}", k) for k, v in hb.PROTOCOLS.items()],
+            value="leave-one-out",
+            label="Protocol",
+            elem_id="bench-protocol",
+            scale=3,
+        )
+    with gr.Row():
+        run_btn = gr.Button("Run benchmark", variant="primary", elem_id="bench-run")
+        cancel_btn = gr.Button("Cancel", variant="stop", elem_id="bench-cancel")
+        reload_btn = gr.Button("Show saved results", elem_id="bench-reload")
+    status = gr.Markdown("", elem_id="bench-status")
+    table = gr.Dataframe(label="Results (overall)", interactive=False, elem_id="bench-table")
+    with gr.Row():
+        latency_plot = gr.Plot(label="Accuracy against latency", elem_id="bench-plot")
+        curves_plot = gr.Plot(label="Hit rate at k", elem_id="bench-curves")
+    per_class_plot = gr.Plot(label="Per class", elem_id="bench-per-class")
+    with gr.Row():
+        map_backbone = gr.Dropdown(
+            choices=runnable, value=default, label="Embedding map backbone", elem_id="map-backbone"
+        )
+        map_btn = gr.Button("Draw embedding map (t-SNE)", elem_id="bench-map-btn")
+    map_plot = gr.Plot(label="Embedding map", elem_id="bench-map")
+    with gr.Row():
+        export_btn = gr.Button("Export shown results (CSV + JSONL)", elem_id="bench-export")
+        downloads = gr.File(label="Downloads", file_count="multiple", elem_id="bench-download")
+
+    def views(frame: pd.DataFrame):
+        figs = hb.result_figures(frame)
+        return (frame, hb.results_table(frame), *figs)
+
+    view_outputs = [records, table, latency_plot, curves_plot, per_class_plot]
+
+    def show_saved():
+        frame = hb.load_saved_records()
+        note = (
+            f"{len(frame)} saved record(s) from {frame['source_file'].nunique()} file(s)."
+            if len(frame)
+            else "No saved results yet: run a benchmark."
+        )
+        return (*views(frame), note)
+
+    reload_btn.click(guarded(show_saved), None, [*view_outputs, status], api_name=False)
+
+    def run(lib, keys, proto, request: gr.Request, progress=PROGRESS):
+        flag = flags.get(_session(request))
+        flag.clear()
+        frame, path = hb.run_benchmark(
+            state,
+            library_path=lib,
+            backbones=keys or [],
+            protocol=proto,
+            progress=lambda f, m: progress(f, desc=m),
+            should_stop=flag.is_set,
+        )
+        note = f"Done: {len(frame)} records saved to `{path}`."
+        return (*views(frame), note)
+
+    run_event = run_btn.click(
+        guarded(run),
+        [library, backbones, protocol],
+        [*view_outputs, status],
+        api_name="benchmark",
+        concurrency_limit=1,
+        concurrency_id="heavy",
+    )
+
+    def cancel(request: gr.Request):
+        flags.get(_session(request)).set()
+        return "Cancelled: the run stops after the current batch; saved results are unchanged."
+
+    cancel_btn.click(cancel, None, status, cancels=[run_event], api_name=False)
+
+    def draw_map(lib, bb, progress=PROGRESS):
+        progress(0.1, desc="embedding (cached after the first time) and running t-SNE")
+        return hb.embedding_map(state, library_path=lib, backbone=bb)
+
+    map_btn.click(
+        guarded(draw_map),
+        [library, map_backbone],
+        map_plot,
+        api_name=False,
+        concurrency_id="heavy",
+    )
+    export_btn.click(
+        guarded(lambda frame: list(hb.export_records(frame))),
+        [records],
+        downloads,
+        api_name=False,
+    )
+    return show_saved, [*view_outputs, status]

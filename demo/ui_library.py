@@ -1,0 +1,146 @@
+"""Library tab: components and wiring. Handlers live in handlers_library.py."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import gradio as gr
+
+from demo import handlers_library as hl
+from demo.config import library_choices
+from demo.errors import guarded
+from demo.state import AppState
+
+PROGRESS = gr.Progress()
+
+
+def library_view(state: AppState, library_path: str | None, *, reload: bool = False) -> tuple:
+    """Summary, class counts, problems, exact duplicates and index status of a library."""
+    summary = hl.library_summary(state, library_path, reload=reload)
+    return (
+        summary,
+        hl.class_counts(state, library_path),
+        hl.validation_problems(state, library_path),
+        hl.exact_duplicate_strips(state, library_path),
+        hl.index_status_table(state, library_path),
+    )
+
+
+def build_library_tab(
+    state: AppState,
+    *,
+    library: gr.Dropdown,
+    runnable: list[tuple[str, str]],
+    default: str | None,
+    extra_libraries: list[str],
+) -> tuple[Callable[..., tuple], list]:
+    """Lay out the Library tab; returns (view function of a library path, its outputs)."""
+    summary = gr.Markdown(hl.HOW_TO_ADD, elem_id="library-summary")
+    with gr.Row(equal_height=False):
+        counts = gr.Dataframe(
+            label="Classes", interactive=False, elem_id="library-classes", scale=1
+        )
+        problems = gr.Dataframe(
+            label="Validation problems (files or rows left out, identical files)",
+            interactive=False,
+            elem_id="library-problems",
+            scale=2,
+        )
+    reload_btn = gr.Button("Re-read the library from disk", elem_id="library-reload")
+    with gr.Accordion("Duplicates", open=True):
+        exact = gr.Gallery(
+            label="Byte-identical files (from validation)",
+            columns=2,
+            height="auto",
+            allow_preview=True,
+            elem_id="library-duplicates",
+        )
+        audit_btn = gr.Button(
+            "Find copies of one photo (flipped, cropped, re-encoded; ~10 s per 400 images)",
+            elem_id="library-audit-btn",
+        )
+        audit_md = gr.Markdown("", elem_id="library-audit-summary")
+        audit_gallery = gr.Gallery(
+            label="Copies of one photo, side by side",
+            columns=2,
+            height="auto",
+            allow_preview=True,
+            elem_id="library-audit",
+        )
+    gr.Markdown("### Indexes")
+    status = gr.Dataframe(
+        label="Index status per backbone", interactive=False, elem_id="index-status"
+    )
+    with gr.Row():
+        index_backbone = gr.Dropdown(
+            choices=runnable, value=default, label="Backbone", elem_id="index-backbone", scale=2
+        )
+        build_btn = gr.Button(
+            "Build or update index", variant="primary", elem_id="index-build", scale=1
+        )
+    build_md = gr.Markdown("", elem_id="index-message")
+    gr.Markdown(
+        "### Add a library\nA **.zip** of class folders (or of `manifest.csv` with its images), "
+        "or a **.csv/.parquet manifest** whose absolute paths point into a library already on "
+        "this server. It is validated first; nothing is added (and no index changes) unless it "
+        "holds usable images. Uploads are kept under the app's cache folder."
+    )
+    with gr.Row():
+        upload = gr.File(
+            label="Library file",
+            file_types=[".zip", ".csv", ".parquet"],
+            file_count="single",
+            type="filepath",
+            elem_id="library-upload",
+        )
+        with gr.Column():
+            upload_name = gr.Textbox(
+                label="Name (optional)", max_lines=1, elem_id="library-upload-name"
+            )
+            upload_btn = gr.Button("Validate and add", elem_id="library-upload-btn")
+    upload_md = gr.Markdown("", elem_id="library-upload-message")
+
+    outputs = [summary, counts, problems, exact, status]
+
+    def view(path):
+        return library_view(state, path)
+
+    reload_btn.click(
+        guarded(lambda path: library_view(state, path, reload=True)),
+        [library],
+        outputs,
+        api_name=False,
+    )
+
+    def audit(path, progress=PROGRESS):
+        return hl.near_duplicate_audit(state, path, progress=lambda f, m: progress(f, desc=m))
+
+    audit_btn.click(
+        guarded(audit),
+        [library],
+        [audit_gallery, audit_md],
+        api_name=False,
+        concurrency_id="heavy",
+    )
+
+    def build(path, key, progress=PROGRESS):
+        message = hl.build_index(state, path, key, progress=lambda f, m: progress(f, desc=m))
+        return message, hl.index_status_table(state, path)
+
+    build_btn.click(
+        guarded(build),
+        [library, index_backbone],
+        [build_md, status],
+        api_name="build_index",
+        concurrency_id="heavy",
+    )
+
+    def add(file, name):
+        path, message = hl.upload_library(state, file, name=name)
+        choices = library_choices(extra=extra_libraries)
+        return gr.update(choices=choices, value=path), message, None
+
+    upload_btn.click(
+        guarded(add), [upload, upload_name], [library, upload_md, upload], api_name=False
+    )
+    return view, outputs
