@@ -25,10 +25,11 @@ def load_known_copies(path: Path) -> list[set[str]]:
     return list(groups.values())
 
 
-def _manifest(root: Path, name: str) -> tuple[list[str], list[str]]:
+def _manifest(root: Path, name: str) -> tuple[list[str], list[str], list[str]]:
     with open(root / name / "manifest.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    return [str(root / name / r["path"]) for r in rows], [r["label"] for r in rows]
+    paths = [str(root / name / r["path"]) for r in rows]
+    return paths, [r["label"] for r in rows], [r.get("split") or "" for r in rows]
 
 
 def _rel(path: str, root: Path) -> str:
@@ -56,7 +57,7 @@ def audit_shared_datasets(
         for name in names
     }
     for name in names:
-        paths, labels = manifests[name]
+        paths, labels, splits = manifests[name]
         report = find_duplicate_groups(paths, labels, vectors=vectors[name])
         groups = []
         for g, members in enumerate(report.groups):
@@ -64,8 +65,9 @@ def audit_shared_datasets(
             rel = {_rel(p, root) for p in member_paths}
             groups.append(
                 {
-                    "paths": sorted(rel),
+                    "paths": [_rel(p, root) for p in member_paths],
                     "labels": [labels[r] for r in members],
+                    "splits": sorted({splits[r] for r in members if splits[r]}),
                     "checked_by_eye": any(rel <= k for k in known),
                     "strip": _strip(
                         member_paths,
@@ -74,8 +76,10 @@ def audit_shared_datasets(
                     ),
                 }
             )
+        # A group with members on both sides of a train/test split leaks that split.
+        across = sum(len(g["splits"]) > 1 for g in groups)
         result[name] = {
-            "summary": report.summary(),
+            "summary": report.summary() | {"n_groups_across_splits": across},
             "groups": groups,
             "pairs": [
                 {"a": _rel(p["path_a"], root), "b": _rel(p["path_b"], root)}
@@ -85,8 +89,8 @@ def audit_shared_datasets(
             "unreadable": report.unreadable,
         }
     for index_name, query_name in combinations(names, 2):
-        index_paths, index_labels = manifests[index_name]
-        query_paths, query_labels = manifests[query_name]
+        index_paths, index_labels, _ = manifests[index_name]
+        query_paths, query_labels, _ = manifests[query_name]
         cross = find_cross_duplicates(
             index_paths,
             query_paths,

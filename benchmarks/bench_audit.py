@@ -215,6 +215,10 @@ def machine() -> dict[str, object]:
     }
 
 
+def _with_labels(paths: list[str], labels: list[str]) -> list[str]:
+    return [f"{path} ({label})" for path, label in zip(paths, labels, strict=True)]
+
+
 def markdown(result: dict[str, object]) -> str:
     syn = result["synthetic"]
     wall, cpu = syn["seconds_per_1000_images"], syn["cpu_seconds_per_1000_images"]
@@ -245,20 +249,31 @@ def markdown(result: dict[str, object]) -> str:
         scope = "stress" if row["stress"] else "yes"
         lines.append(f"| {name} | {scope} | {row['n']} | {row['recall']:.3f} |")
     lines += ["", "## Shared datasets", ""]
-    lines += ["| library | images | groups | images in groups | label conflicts |"]
-    lines += ["|---|---|---|---|---|"]
+    lines += [
+        "| library | images | groups of copies | images in groups | label conflicts "
+        "| groups across train/test |",
+        "|---|---|---|---|---|---|",
+    ]
+    conflicts = []
     for name, entry in result.get("real", {}).items():
         s = entry["summary"]
         if "n_groups" in s:
             lines.append(
-                f"| {name} | {s['n_images']} | {s['n_groups']} | "
-                f"{s['n_images_in_groups']} | {s['n_conflicts']} |"
+                f"| {name} | {s['n_images']} | {s['n_groups']} | {s['n_images_in_groups']} "
+                f"| {s['n_conflicts']} | {s['n_groups_across_splits']} |"
             )
+            conflicts += [
+                f"- {name}: " + " = ".join(_with_labels(g["paths"], g["labels"]))
+                for g in entry["groups"]
+                if len(set(g["labels"])) > 1
+            ]
         else:
             lines.append(
-                f"| {name} | {s['n_query_images_matched']} query images matched | "
-                f"{s['n_matches']} pairs | | {s['n_conflicts']} |"
+                f"| {name} | {s['n_query_images_matched']} query images matched "
+                f"| {s['n_matches']} pairs | | {s['n_conflicts']} | |"
             )
+    if conflicts:
+        lines += ["", "Label conflicts (one photo, two diagnoses):", "", *conflicts]
     return "\n".join(lines) + "\n"
 
 
