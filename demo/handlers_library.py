@@ -125,30 +125,27 @@ def near_duplicate_audit(
 
 
 def index_status_table(state: AppState, library_path: str | None) -> pd.DataFrame:
-    """One row per registered backbone: can it run here, and is this library indexed with it."""
-    columns = ["backbone", "family", "runs here", "index", "cases", "built", "detail"]
+    """One row per backbone that runs here: is this library indexed with it, and is the index
+    current (the others are listed, with the reason, on the Models tab)."""
+    columns = ["backbone", "family", "index", "cases", "built", "detail"]
     if not library_path:
         return pd.DataFrame(columns=columns)
     rows = []
     for spec in list_specs():
-        avail = availability(spec)
-        if avail.ready:
-            status = state.index_status(library_path, spec.key)
-            index, cases, built, detail = status.state, status.count, status.created, status.detail
-        else:
-            index, cases, built, detail = "-", 0, "", avail.detail
+        if not availability(spec).ready:
+            continue
+        status = state.index_status(library_path, spec.key)
         rows.append(
             {
                 "backbone": spec.key,
                 "family": spec.family,
-                "runs here": "yes" if avail.ready else avail.status,
-                "index": index,
-                "cases": cases,
-                "built": built,
-                "detail": detail,
+                "index": status.state,
+                "cases": status.count,
+                "built": status.created,
+                "detail": status.detail,
             }
         )
-    rows.sort(key=lambda r: (r["runs here"] != "yes", r["family"], r["backbone"]))
+    rows.sort(key=lambda r: (r["family"], r["backbone"]))
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -7,18 +7,19 @@ import pandas as pd
 from models import list_specs
 from models.weights import availability, hub_repo
 
+# Availability first after the key: it is what a visitor looks for; the long texts go last.
 COLUMNS = [
     "key",
-    "name",
     "family",
+    "here",
     "dim",
     "input px",
     "text tower",
-    "licence",
     "gated",
+    "licence",
     "weights from",
-    "here",
     "detail",
+    "name",
 ]
 
 

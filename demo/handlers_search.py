@@ -242,6 +242,11 @@ def run_search(
     started = time.perf_counter()
     hits = idx.search_vector(vector, k=k, exclude_case_ids=exclude, metric=metric)
     search_ms = (time.perf_counter() - started) * 1000
+    if mode == "photo" and hits and metric == "cosine" and hits[0].score > 0.9999:
+        notes.append(
+            f"Result #1 ({hits[0].case_id}) is the same picture as the query (similarity 1.000): "
+            "the photo is already in the library."
+        )
     if len(hits) < k:
         notes.append(f"The library holds only {len(hits)} other case(s), fewer than k={k}.")
     gallery, records = [], []

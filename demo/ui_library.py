@@ -17,11 +17,17 @@ PROGRESS = gr.Progress()
 def library_view(state: AppState, library_path: str | None, *, reload: bool = False) -> tuple:
     """Summary, class counts, problems, exact duplicates and index status of a library."""
     summary = hl.library_summary(state, library_path, reload=reload)
+    strips = hl.exact_duplicate_strips(state, library_path)
     return (
         summary,
         hl.class_counts(state, library_path),
         hl.validation_problems(state, library_path),
-        hl.exact_duplicate_strips(state, library_path),
+        gr.update(value=strips, visible=bool(strips)),
+        f"{len(strips)} group(s) of byte-identical files."
+        if strips
+        else "No byte-identical files."
+        if library_path
+        else "",
         hl.index_status_table(state, library_path),
     )
 
@@ -54,7 +60,9 @@ def build_library_tab(
             height="auto",
             allow_preview=True,
             elem_id="library-duplicates",
+            visible=False,
         )
+        exact_md = gr.Markdown("", elem_id="library-duplicates-summary")
         audit_btn = gr.Button(
             "Find copies of one photo (flipped, cropped, re-encoded; ~10 s per 400 images)",
             elem_id="library-audit-btn",
@@ -100,7 +108,7 @@ def build_library_tab(
             upload_btn = gr.Button("Validate and add", elem_id="library-upload-btn")
     upload_md = gr.Markdown("", elem_id="library-upload-message")
 
-    outputs = [summary, counts, problems, exact, status]
+    outputs = [summary, counts, problems, exact, exact_md, status]
 
     def view(path):
         return library_view(state, path)

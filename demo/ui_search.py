@@ -188,7 +188,7 @@ def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str
             progress=lambda f, m: progress(f, desc=m),
         )
         for note in outcome.notes:
-            gr.Info(note)
+            gr.Info(note, duration=8)
         return outcome.gallery, outcome.summary, outcome.hits
 
     guarded_search = guarded(search)

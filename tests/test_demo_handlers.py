@@ -1,0 +1,573 @@
+"""Handlers of the Gradio app, without a browser: real files, real color-texture backbone, real
+usearch indexes. Each tab's happy path plus the bad inputs a visitor can produce."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+from PIL import Image, ImageDraw
+
+from demo import handlers_bench as hb
+from demo import handlers_library as hl
+from demo import handlers_search as hs
+from demo.config import library_choices, parse_config
+from demo.errors import guarded
+from demo.handlers_models import COLUMNS, registry_table
+from demo.render import MATCH_RGB, MISMATCH_RGB, UNKNOWN_RGB
+from demo.state import AppState, Cancelled
+from models import WeightsUnavailable, availability, list_specs
+
+BACKBONE = "color-texture"
+CLASSES = {"redspot": (200, 40, 40), "greenring": (40, 170, 60), "bluestripe": (40, 60, 200)}
+PER_CLASS = 5
+
+
+def pattern(colour: tuple[int, int, int], *, seed: int, size: int = 64) -> Image.Image:
+    """A coloured pattern: class colour plus seeded shapes, so classes differ and cases vary."""
+    rng = np.random.default_rng(seed)
+    base = np.clip(np.array(colour) + rng.normal(0, 18, (size, size, 3)), 0, 255)
+    image = Image.fromarray(base.astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    for _ in range(4):
+        x, y = rng.integers(0, size - 12, 2)
+        shade = tuple(int(c * 0.5) for c in colour)
+        draw.ellipse((int(x), int(y), int(x) + 12, int(y) + 12), fill=shade)
+    return image
+
+
+def write_library(root: Path, *, with_manifest: bool = True) -> Path:
+    rows = []
+    for c, (label, colour) in enumerate(CLASSES.items()):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(PER_CLASS):
+            rel = f"{label}/{label}-{i}.png"
+            pattern(colour, seed=100 * c + i).save(root / rel)
+            rows.append({"path": rel, "label": label, "split": "test" if i == 0 else "train"})
+    if with_manifest:
+        pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """A fixture library, a private cache root and one shared AppState for the module."""
+    base = tmp_path_factory.mktemp("demo")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DERMSEARCH_CACHE", str(base / "cache"))
+        mp.setenv("DERMSEARCH_SHARED", str(base / "no-shared"))
+        mp.delenv("DERMSEARCH_LIBRARIES", raising=False)
+        library = write_library(base / "lib")
+        yield {"base": base, "library": str(library), "state": AppState()}
+
+
+def first_case(env) -> str:
+    return hs.example_cases(env["state"], env["library"])[0]["relpath"]
+
+
+# --- Search tab --------------------------------------------------------------------------------
+def test_case_query_frames_results_by_diagnosis(env):
+    relpath = "redspot/redspot-0.png"
+    out = hs.run_search(
+        env["state"],
+        library_path=env["library"],
+        backbone_key=BACKBONE,
+        mode="case",
+        case_relpath=relpath,
+        k=6,
+    )
+    assert out.query_label == "redspot"
+    assert len(out.hits) == len(out.gallery) == 6
+    assert relpath not in {h["relpath"] for h in out.hits}  # the query's own case is excluded
+    for (tile, caption), hit in zip(out.gallery, out.hits, strict=True):
+        expected = "match" if hit["label"] == "redspot" else "mismatch"
+        assert hit["verdict"] == expected
+        assert tile.getpixel((1, 1)) == (MATCH_RGB if expected == "match" else MISMATCH_RGB)
+        assert caption.startswith(f"#{hit['rank']} {'✓' if expected == 'match' else '✗'}")
+        assert hit["case_id"] in caption
+    assert "Vote:" in out.summary and "Hit at 6" in out.summary
+    # Colour patterns are easy: the four other red cases come first.
+    assert [h["label"] for h in out.hits[:4]] == ["redspot"] * 4
+
+
+def test_photo_query_without_diagnosis_is_grey_and_says_why(env):
+    photo = Path(env["library"]) / "greenring" / "greenring-2.png"
+    out = hs.run_search(
+        env["state"],
+        library_path=env["library"],
+        backbone_key=BACKBONE,
+        mode="photo",
+        photo=str(photo),
+        k=3,
+    )
+    assert out.query_label is None
+    assert {h["verdict"] for h in out.hits} == {"unknown"}
+    assert out.gallery[0][0].getpixel((1, 1)) == UNKNOWN_RGB
+    assert any("diagnosis is unknown" in n for n in out.notes)
+    assert any("same picture" in n for n in out.notes)  # the photo is itself in the library
+    assert "Hit at" not in out.summary and "embedding the photo" in out.summary
+
+
+def test_photo_query_with_stated_diagnosis_scores_hit(env):
+    photo = pattern(CLASSES["bluestripe"], seed=999)
+    out = hs.run_search(
+        env["state"],
+        library_path=env["library"],
+        backbone_key=BACKBONE,
+        mode="photo",
+        photo=photo,
+        stated_label="bluestripe",
+        k=5,
+    )
+    assert out.hits[0]["label"] == "bluestripe" and out.hits[0]["verdict"] == "match"
+    assert "Hit at 5: yes" in out.summary
+
+
+def test_euclidean_ranks_by_increasing_raw_distance(env):
+    out = hs.run_search(
+        env["state"],
+        library_path=env["library"],
+        backbone_key=BACKBONE,
+        mode="case",
+        case_relpath=first_case(env),
+        k=8,
+        metric="euclidean",
+    )
+    scores = [h["score"] for h in out.hits]
+    assert scores == sorted(scores) and scores[0] > 0
+    assert "dist" in out.gallery[0][1] and "Euclidean" in out.summary
+
+
+def test_corrupt_upload_is_refused_with_a_sentence(env, tmp_path):
+    bad = tmp_path / "photo.jpg"
+    good = tmp_path / "good.jpg"
+    pattern((1, 2, 3), seed=1).save(good)
+    bad.write_bytes(good.read_bytes()[:40])  # a truncated JPEG
+    with pytest.raises(ValueError, match="not a photo we can read"):
+        hs.run_search(
+            env["state"],
+            library_path=env["library"],
+            backbone_key=BACKBONE,
+            mode="photo",
+            photo=str(bad),
+        )
+
+
+def test_text_file_upload_is_refused(env, tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    with pytest.raises(ValueError, match="not a photo we can read"):
+        hs.parse_photo(str(text))
+    with pytest.raises(ValueError, match="No photo yet"):
+        hs.parse_photo(None)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "message"),
+    [("", "prompt is empty"), ("   \n ", "prompt is empty"), ("x" * 2000, "2,000 characters")],
+)
+def test_bad_prompts_get_actionable_errors(env, prompt, message):
+    with pytest.raises(ValueError, match=message):
+        hs.run_search(
+            env["state"],
+            library_path=env["library"],
+            backbone_key=BACKBONE,
+            mode="text",
+            prompt=prompt,
+        )
+
+
+def test_text_search_needs_a_text_tower(env):
+    enabled, hint = hs.text_box_state(BACKBONE)
+    assert not enabled and "embeds images only" in hint
+    with pytest.raises(ValueError, match="embeds images only"):
+        hs.run_search(
+            env["state"],
+            library_path=env["library"],
+            backbone_key=BACKBONE,
+            mode="text",
+            prompt="a red spot",
+        )
+
+
+def test_backbone_without_weights_gives_the_reason(env):
+    missing = [s for s in list_specs() if availability(s).status in ("download", "gated")]
+    if not missing:
+        pytest.skip("every registered backbone has its weights on this machine")
+    search = guarded(hs.run_search)
+    with pytest.raises(gr.Error) as caught:
+        search(
+            env["state"],
+            library_path=env["library"],
+            backbone_key=missing[0].key,
+            mode="case",
+            case_relpath=first_case(env),
+        )
+    assert missing[0].key in caught.value.message
+    assert isinstance(caught.value.__cause__, WeightsUnavailable)
+
+
+def test_unknown_backbone_lists_valid_keys(env):
+    with pytest.raises(ValueError, match="Valid keys"):
+        hs.run_search(
+            env["state"],
+            library_path=env["library"],
+            backbone_key="no-such-net",
+            mode="case",
+            case_relpath=first_case(env),
+        )
+
+
+def test_empty_missing_and_unset_libraries(env, tmp_path):
+    empty = tmp_path / "empty"
+    (empty / "someclass").mkdir(parents=True)
+    (empty / "someclass" / "readme.txt").write_text("no images here")
+    common = {"backbone_key": BACKBONE, "mode": "case", "case_relpath": "x.png"}
+    with pytest.raises(ValueError, match="no usable images"):
+        hs.run_search(env["state"], library_path=str(empty), **common)
+    with pytest.raises(ValueError, match="does not exist"):
+        hs.run_search(env["state"], library_path=str(tmp_path / "nowhere"), **common)
+    with pytest.raises(ValueError, match="No case library is selected"):
+        hs.run_search(env["state"], library_path="", **common)
+
+
+@pytest.mark.parametrize(
+    ("k", "ok"), [(1, True), (10.0, True), (50, True), (0, False), (51, False), ("ten", False)]
+)
+def test_k_parsing(k, ok):
+    if ok:
+        assert hs.parse_k(k) == int(k)
+    else:
+        with pytest.raises(ValueError, match="k must be"):
+            hs.parse_k(k)
+
+
+def test_metric_and_mode_are_checked(env):
+    with pytest.raises(ValueError, match="Similarity must be one of"):
+        hs.parse_metric("manhattan")
+    with pytest.raises(ValueError, match="Query mode"):
+        hs.run_search(
+            env["state"], library_path=env["library"], backbone_key=BACKBONE, mode="audio"
+        )
+    with pytest.raises(ValueError, match="No library case is picked"):
+        hs.run_search(env["state"], library_path=env["library"], backbone_key=BACKBONE, mode="case")
+
+
+def test_weighted_vote_by_hand():
+    vote = hs.weighted_vote(labels=["a", "b", "b"], scores=[0.9, 0.3, 0.3], metric="cosine")
+    assert list(vote) == ["a", "b"] and vote["a"] == pytest.approx(0.6)
+    # Euclidean weights are 1/(1+d): distances 0 and 1 and 1 -> 1, 0.5, 0.5.
+    vote = hs.weighted_vote(labels=["a", "b", "b"], scores=[0.0, 1.0, 1.0], metric="euclidean")
+    assert vote == {"a": pytest.approx(0.5), "b": pytest.approx(0.5)}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("redspot", "redspot"),
+        ("Red Spot", "redspot"),
+        ("ringworm", "FU-ringworm"),
+        ("red spots on arm", None),
+    ],
+)
+def test_class_names_in_prompts(text, expected):
+    assert hs.label_from_text(text, ["redspot", "FU-ringworm"]) == expected
+
+
+def test_result_details_and_bad_index(env):
+    out = hs.run_search(
+        env["state"],
+        library_path=env["library"],
+        backbone_key=BACKBONE,
+        mode="case",
+        case_relpath=first_case(env),
+        k=3,
+    )
+    image, markdown, relpath = hs.result_details(out.hits, 1)
+    assert image.size[0] > 0 and relpath == out.hits[1]["relpath"]
+    assert out.hits[1]["label"] in markdown and "split" in markdown
+    with pytest.raises(ValueError, match="Run a search first"):
+        hs.result_details(out.hits, 7)
+
+
+def test_backbone_picker_lists_every_spec(env):
+    runnable, not_here = hs.backbone_choices()
+    keys = {key for _, key in runnable}
+    assert BACKBONE in keys
+    for spec in list_specs():
+        assert (spec.key in keys) == availability(spec).ready
+        if spec.key not in keys:
+            assert f"`{spec.key}`" in not_here
+
+
+def test_guarded_hides_unexpected_errors():
+    def boom():
+        raise KeyError("internal detail")
+
+    with pytest.raises(gr.Error, match="Something went wrong") as caught:
+        guarded(boom)()
+    assert "internal detail" not in caught.value.message
+
+
+# --- Library tab -------------------------------------------------------------------------------
+def test_library_overview_and_problems(env, tmp_path):
+    lib = write_library(tmp_path / "messy", with_manifest=False)
+    (lib / "redspot" / "broken.png").write_bytes(b"\x89PNG not really")
+    copy = lib / "greenring" / "copy-of-red.png"
+    copy.write_bytes((lib / "redspot" / "redspot-1.png").read_bytes())
+    summary = hl.library_summary(env["state"], str(lib))
+    assert f"{len(CLASSES) * PER_CLASS + 1} usable images" in summary
+    assert "problems found" in summary
+    counts = hl.class_counts(env["state"], str(lib)).set_index("class")
+    assert counts.loc["greenring", "images"] == PER_CLASS + 1
+    problems = hl.validation_problems(env["state"], str(lib))
+    assert (problems["item"] == "redspot/broken.png").any()
+    assert problems["problem"].str.contains("different labels").any()
+    strips = hl.exact_duplicate_strips(env["state"], str(lib))
+    assert len(strips) == 1 and "copy-of-red.png" in strips[0][1]
+    assert "No case library yet" in hl.library_summary(env["state"], None)
+
+
+def test_index_build_status_and_update(env, tmp_path):
+    lib = write_library(tmp_path / "grow")
+    state = env["state"]
+    table = hl.index_status_table(state, str(lib)).set_index("backbone")
+    assert table.loc[BACKBONE, "index"] == "missing"
+    assert "Built" in hl.build_index(state, str(lib), BACKBONE)
+    assert "already up to date" in hl.build_index(state, str(lib), BACKBONE)
+    assert hl.index_status_table(state, str(lib)).set_index("backbone").loc[BACKBONE, "cases"] == (
+        len(CLASSES) * PER_CLASS
+    )
+    # A new image appears: the index is stale, and an update embeds only that one.
+    pattern(CLASSES["redspot"], seed=77).save(lib / "redspot" / "new.png")
+    manifest = pd.read_csv(lib / "manifest.csv")
+    extra = pd.DataFrame([{"path": "redspot/new.png", "label": "redspot", "split": "train"}])
+    pd.concat([manifest, extra]).to_csv(lib / "manifest.csv", index=False)
+    state.library(str(lib), reload=True)
+    assert state.index_status(str(lib), BACKBONE).state == "stale"
+    assert "Updated" in hl.build_index(state, str(lib), BACKBONE)
+    assert state.index_status(str(lib), BACKBONE).count == len(CLASSES) * PER_CLASS + 1
+    with pytest.raises(ValueError, match="Pick or upload a library"):
+        hl.build_index(state, None, BACKBONE)
+
+
+def _zip_folder(folder: Path, target: Path) -> Path:
+    with zipfile.ZipFile(target, "w") as zf:
+        for p in sorted(folder.rglob("*")):
+            if p.is_file():
+                zf.write(p, p.relative_to(folder).as_posix())
+    return target
+
+
+def test_upload_good_zip_becomes_a_library(env, tmp_path):
+    src = write_library(tmp_path / "src", with_manifest=False)
+    upload = _zip_folder(src, tmp_path / "clinic.zip")
+    path, message = hl.upload_library(env["state"], str(upload), name="My clinic")
+    assert Path(path).parent == Path(env["base"]) / "cache" / "uploads"
+    assert f"{len(CLASSES) * PER_CLASS} images" in message
+    assert path in {p for _, p in library_choices()}
+    again, message = hl.upload_library(env["state"], str(upload), name="My clinic")
+    assert again == path and "uploaded before" in message
+
+
+def test_bad_uploads_add_nothing(env, tmp_path):
+    uploads = Path(env["base"]) / "cache" / "uploads"
+    before = sorted(p.name for p in uploads.glob("*")) if uploads.exists() else []
+    fake = tmp_path / "fake.zip"
+    fake.write_text("this is text, not a zip")
+    with pytest.raises(ValueError, match="not a readable zip"):
+        hl.upload_library(env["state"], str(fake))
+    empty_src = tmp_path / "noimages" / "cls"
+    empty_src.mkdir(parents=True)
+    (empty_src / "a.txt").write_text("text")
+    with pytest.raises(ValueError, match="no usable images"):
+        hl.upload_library(env["state"], str(_zip_folder(tmp_path / "noimages", tmp_path / "e.zip")))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    with pytest.raises(ValueError, match="not a library"):
+        hl.upload_library(env["state"], str(notes))
+    outside = tmp_path / "outside.csv"
+    pattern((9, 9, 9), seed=3).save(tmp_path / "elsewhere.png")
+    outside.write_text(f"path,label\n{tmp_path / 'elsewhere.png'},x\n")
+    with pytest.raises(ValueError, match="outside the libraries"):
+        hl.upload_library(env["state"], str(outside))
+    with pytest.raises(ValueError, match=r"Choose a \.zip"):
+        hl.upload_library(env["state"], None)
+    after = sorted(p.name for p in uploads.glob("*")) if uploads.exists() else []
+    assert [n for n in after if n != ".incoming"] == [n for n in before if n != ".incoming"]
+    # The module's main library and its index are untouched by all of the above.
+    assert env["state"].index_status(env["library"], BACKBONE).state == "ready"
+
+
+def test_near_duplicate_audit_finds_a_flipped_copy(env, tmp_path):
+    lib = tmp_path / "dups"
+    rng = np.random.default_rng(5)
+    for label in ("a", "b"):
+        (lib / label).mkdir(parents=True)
+    for i in range(3):
+        image = Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).resize(
+            (192, 192), Image.Resampling.BICUBIC
+        )
+        image.save(lib / "a" / f"photo-{i}.png")
+        if i == 0:
+            image.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(lib / "b" / "flipped.png")
+    strips, text = hl.near_duplicate_audit(env["state"], str(lib))
+    assert "1 group(s) of copies" in text and "1 with conflicting labels" in text
+    assert len(strips) == 1 and "LABEL CONFLICT" in strips[0][1]
+    assert "flipped.png" in strips[0][1] and "photo-0.png" in strips[0][1]
+
+
+# --- Benchmark tab -----------------------------------------------------------------------------
+def test_benchmark_run_records_table_figures_and_export(env):
+    seen = []
+    frame, path = hb.run_benchmark(
+        env["state"],
+        library_path=env["library"],
+        backbones=[BACKBONE],
+        protocol="leave-one-out",
+        progress=lambda f, m: seen.append(f),
+    )
+    assert path.is_file() and len(path.read_text().splitlines()) == len(frame)
+    assert seen[-1] == pytest.approx(1.0) and seen == sorted(seen)
+    table = hb.results_table(frame)
+    assert table.loc[0, "backbone"] == BACKBONE and table.loc[0, "hit_rate@1"] == 1.0
+    figures = hb.result_figures(frame)
+    assert all(isinstance(f, go.Figure) for f in figures)
+    assert "Pareto front" in {t.name for t in figures[0].data}
+    csv, jsonl = hb.export_records(frame)
+    assert pd.read_csv(csv).shape[0] == len(frame)
+    assert len(Path(jsonl).read_text().splitlines()) == len(frame)
+    saved = hb.load_saved_records(folders=[path.parent])
+    assert len(saved) >= len(frame)
+
+
+def test_benchmark_train_test_and_cosine_vs_euclidean(env, tmp_path):
+    frame, _ = hb.run_benchmark(
+        env["state"], library_path=env["library"], backbones=[BACKBONE], protocol="train-test"
+    )
+    assert set(frame["protocol"]) == {"train-test"}
+    frame, _ = hb.run_benchmark(
+        env["state"],
+        library_path=env["library"],
+        backbones=[BACKBONE],
+        protocol="cosine-vs-euclidean",
+    )
+    assert set(frame["similarity"]) == {"cosine", "euclidean"}
+    no_split = write_library(tmp_path / "nosplit", with_manifest=False)
+    with pytest.raises(ValueError, match="no train/test split"):
+        hb.run_benchmark(
+            env["state"], library_path=str(no_split), backbones=[BACKBONE], protocol="train-test"
+        )
+
+
+def test_benchmark_bad_requests_and_cancel(env):
+    with pytest.raises(ValueError, match="at least one backbone"):
+        hb.run_benchmark(
+            env["state"], library_path=env["library"], backbones=[], protocol="leave-one-out"
+        )
+    with pytest.raises(ValueError, match="Protocol must be"):
+        hb.run_benchmark(
+            env["state"], library_path=env["library"], backbones=[BACKBONE], protocol="k-fold"
+        )
+    with pytest.raises(ValueError, match="Pick a library"):
+        hb.run_benchmark(
+            env["state"], library_path=None, backbones=[BACKBONE], protocol="leave-one-out"
+        )
+    before = set(hb.app_results_dir().glob("*.jsonl"))
+    with pytest.raises(Cancelled):
+        hb.run_benchmark(
+            env["state"],
+            library_path=env["library"],
+            backbones=[BACKBONE],
+            protocol="leave-one-out",
+            should_stop=lambda: True,
+        )
+    assert set(hb.app_results_dir().glob("*.jsonl")) == before
+    with pytest.raises(ValueError, match="no results to download"):
+        hb.export_records(pd.DataFrame())
+
+
+def test_saved_records_survive_a_half_written_line(tmp_path):
+    good = {"backbone": BACKBONE, "metric": "hit_rate", "k": 1, "value": 0.5, "class": None}
+    (tmp_path / "run.jsonl").write_text(json.dumps(good) + '\n{"backbone": "trunc')
+    frame = hb.load_saved_records(folders=[tmp_path])
+    assert len(frame) == 1 and frame.loc[0, "source_file"] == "run.jsonl"
+    empty = hb.result_figures(pd.DataFrame())
+    assert "No benchmark results" in empty[0].layout.annotations[0].text
+
+
+def test_embedding_map_is_a_figure(env):
+    fig = hb.embedding_map(env["state"], library_path=env["library"], backbone=BACKBONE)
+    assert {t.name for t in fig.data} == set(CLASSES)
+
+
+# --- Models tab and start-up -------------------------------------------------------------------
+def test_registry_table_has_every_backbone():
+    table = registry_table()
+    assert list(table.columns) == COLUMNS
+    assert sorted(table["key"]) == sorted(s.key for s in list_specs())
+    assert set(table["here"]) <= {"ready", "download", "gated", "unsupported"}
+    assert table.set_index("key").loc[BACKBONE, "here"] == "ready"
+
+
+def test_config_flags_beat_environment(tmp_path):
+    env = {
+        "DERMSEARCH_LIBRARY": str(tmp_path),
+        "DERMSEARCH_BACKBONE": "color-texture",
+        "GRADIO_SERVER_NAME": "0.0.0.0",
+        "GRADIO_SERVER_PORT": "9000",
+    }
+    config = parse_config([], env=env)
+    assert (config.library, config.backbone, config.host, config.port) == (
+        str(tmp_path.resolve()),
+        "color-texture",
+        "0.0.0.0",
+        9000,
+    )
+    config = parse_config(["--port", "7001", "--backbone", "efficientnet-lite0", "--x"], env=env)
+    assert (config.port, config.backbone) == (7001, "efficientnet-lite0")
+    config = parse_config([], env={})
+    assert config.library is None and config.backbone == "efficientnet-lite0"
+
+
+def test_app_has_the_stable_element_ids(env):
+    from demo import build_demo
+    from demo.config import AppConfig
+
+    demo = build_demo(
+        AppConfig(library=None, backbone=BACKBONE, host="127.0.0.1", port=0), state=env["state"]
+    )
+    ids = {block.elem_id for block in demo.blocks.values() if getattr(block, "elem_id", None)}
+    wanted = {
+        "backbone",
+        "query-image",
+        "query-label",
+        "query-text",
+        "examples",
+        "k",
+        "similarity",
+        "search-btn",
+        "results",
+        "summary",
+        "detail-image",
+        "detail-meta",
+        "search-with-case",
+        "bench-run",
+        "bench-cancel",
+        "bench-plot",
+        "bench-table",
+        "bench-download",
+        "library-path",
+        "library-upload",
+        "index-build",
+        "index-status",
+        "models-table",
+        "disclaimer",
+    }
+    assert wanted <= ids
