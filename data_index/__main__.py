@@ -79,12 +79,62 @@ def _summary(report: ValidationReport) -> str:
 def cmd_validate(args: argparse.Namespace) -> int:
     library = _library(args.library, decode=not args.headers_only)
     report = library.report
-    # Further checks append titled sections to report.sections here (e.g. the duplicate audit).
+    audit = None
+    if not args.no_audit and len(library):
+        from data_index.audit import find_duplicate_groups
+
+        cases = library.cases
+        with progress_bar("duplicate audit") as bar:
+            audit = find_duplicate_groups(
+                cases["path"].tolist(),
+                cases["label"].astype(str).tolist(),
+                progress=lambda fraction, _message: bar(round(fraction * 1000), 1000),
+            )
+        report.sections.append(
+            ("Copies of one photo (duplicate audit)", _audit_text(audit, cases, args.max_items))
+        )
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2, default=str))
+        data = report.to_dict()
+        if audit is not None:
+            data["duplicate_audit"] = {
+                "summary": audit.summary(),
+                "groups": audit.to_records(),
+            }
+        print(json.dumps(data, indent=2, default=str))
     else:
         print(report.format_text(max_items=args.max_items))
-    return 0 if report.ok else EXIT_PROBLEMS
+    conflicts = bool(audit and audit.conflicts)
+    if conflicts and not args.json:
+        print(
+            f"Label conflicts: {len(audit.conflicts)} photo(s) appear under more than one label; "
+            "fix or remove them before trusting search results or benchmark figures."
+        )
+    return 0 if report.ok and not conflicts else EXIT_PROBLEMS
+
+
+def _audit_text(audit, cases, max_items: int) -> str:
+    """Groups of augmented copies and label conflicts, one line per group."""
+    summary = audit.summary()
+    lines = [
+        f"{summary['n_groups']} groups hold {summary['n_images_in_groups']} images: "
+        f"{summary['n_distinct_photos']} distinct photos among {summary['n_images']} "
+        f"({summary['n_conflicts']} groups carry conflicting labels; {summary['seconds']} s)."
+    ]
+    if audit.groups:
+        lines.append(
+            "Leave-one-out benchmarks exclude a query's copies by default; in the app's Library "
+            "tab you can keep one image per group or treat each group as one case."
+        )
+    conflicted = {c.group for c in audit.conflicts}
+    relpaths = cases["relpath"].astype(str).tolist()
+    labels = cases["label"].astype(str).tolist()
+    for g, members in enumerate(audit.groups[:max_items]):
+        mark = "LABEL CONFLICT " if g in conflicted else ""
+        items = ", ".join(f"{relpaths[r]} [{labels[r]}]" for r in members)
+        lines.append(f"  {mark}group {g}: {items}")
+    if len(audit.groups) > max_items:
+        lines.append(f"  ... and {len(audit.groups) - max_items} more groups (--max-items)")
+    return "\n".join(lines)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -233,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--headers-only", action="store_true", help="skip decoding every pixel")
     p.add_argument("--max-items", type=int, default=20, help="longest list printed")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--no-audit", action="store_true", help="skip the duplicate/copy audit")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("build", help="embed a library and index it (updates an existing index)")

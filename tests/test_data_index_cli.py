@@ -159,3 +159,21 @@ def test_bad_input_exits_2_with_a_sentence(workspace, capsys, tmp_path, args, me
     filled = [a.format(tmp=tmp_path, idx=idx, lib=workspace / "lib") for a in args]
     code, _, err = call(capsys, *filled)
     assert code == 2 and err.startswith("error: ") and message in err, err
+
+
+def test_validate_lists_copies_and_label_conflicts(tmp_path, capsys):
+    data = pytest.importorskip("skimage.data")
+    from PIL import Image, ImageOps
+
+    lib = tmp_path / "audited"
+    photo = Image.fromarray(data.astronaut()).resize((256, 256))
+    other = Image.fromarray(data.coffee()).resize((256, 192))
+    for label, image in (("impetigo", photo), ("herpes", ImageOps.mirror(photo)), ("cafe", other)):
+        save_image(image, lib / label / f"{label}.jpg")
+    code, out, _ = call(capsys, "validate", "--library", str(lib))
+    assert code == 1
+    assert "1 groups hold 2 images: 2 distinct photos among 3" in out
+    assert "LABEL CONFLICT group 0" in out and "impetigo" in out and "herpes" in out
+    assert "Label conflicts: 1 photo(s)" in out
+    code, out, _ = call(capsys, "validate", "--library", str(lib), "--no-audit")
+    assert code == 0 and "duplicate audit" not in out
