@@ -8,7 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from data_index.locations import REPO_ROOT, cache_root
+from data_index import cache_root
+from data_index.locations import REPO_ROOT
 
 DEFAULT_BACKBONE = "efficientnet-lite0"
 DEFAULT_PORT = 7860

@@ -31,7 +31,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 def user_message(err: BaseException) -> str:
     """The sentence to show for an exception (unexpected ones get a generic, safe sentence)."""
     if isinstance(err, Cancelled):
-        return "Cancelled: nothing was changed beyond what had finished."
+        return str(err) or "Cancelled: nothing was changed beyond what had finished."
     if isinstance(err, USER_ERRORS):
         return str(err) or f"{type(err).__name__} without a message; please report it."
     return (

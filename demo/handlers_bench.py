@@ -1,8 +1,9 @@
 """Benchmark tab: run retrieval protocols over chosen backbones, show and export the records.
 
-Embeddings come from the app's indexes (built once, then reused), so a benchmark after a few
-searches costs only the protocol itself. Saved runs from ``benchmarks/results/*.jsonl`` show at
-start-up; runs made in the app are written under the cache root, never into the repository.
+The work is ``benchmarks.runner`` (duplicate audit, embedding through the shared cache, timing,
+protocols); this module adds the app's loaded backbones, cancelling, tables and figures. Saved
+runs from ``benchmarks/results/*.jsonl`` show at start-up; runs made in the app are written
+under the cache root, never into the repository.
 """
 
 from __future__ import annotations
@@ -13,24 +14,16 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from benchmarks import plots
-from benchmarks.protocols import cosine_vs_euclidean, leave_one_out, train_test
-from benchmarks.records import retrieval_records
-from benchmarks.timing import time_callable
-from data_index.locations import REPO_ROOT, cache_root
+from benchmarks import plots, runner
+from benchmarks.protocol_runs import PROTOCOLS
+from data_index import cache_root
+from data_index.locations import REPO_ROOT, slug
 from demo.state import AppState, Cancelled, Progress
 from models import get_spec
 
-PROTOCOLS = {
-    "leave-one-out": "Leave one case out: every image queries the rest (seed 000)",
-    "train-test": "Train split indexed, test split queries (seeds 002, 004)",
-    "cosine-vs-euclidean": "Leave-one-out ranked by cosine and by raw Euclidean (seed 000 §D)",
-}
-KS = (1, 3, 5, 10, 20, 50)
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 TABLE_METRICS = (
     ("hit_rate", 1),
@@ -40,7 +33,6 @@ TABLE_METRICS = (
     ("map", 10),
     ("mmv", 5),
 )
-TIMING_IMAGES = 8
 
 
 def app_results_dir() -> Path:
@@ -75,28 +67,6 @@ def _check_request(library_path: str | None, backbones: Sequence[str], protocol:
     return [get_spec(b).key for b in backbones]
 
 
-def _runs(protocol: str, *, unit, raw, labels, splits, case_ids) -> list:
-    # Every query must keep k candidates after its own case is excluded.
-    biggest_case = int(pd.Series(case_ids).value_counts().max())
-    k = min(max(KS), len(labels) - biggest_case)
-    if k < 1:
-        raise ValueError("The library needs at least two cases to benchmark retrieval.")
-    common = {"labels": labels, "k": k, "case_ids": case_ids}
-    if protocol == "leave-one-out":
-        return [leave_one_out(embeddings=unit, **common)]
-    if protocol == "train-test":
-        present = set(splits.tolist())
-        if not {"train", "test"} <= present:
-            raise ValueError(
-                f"This library has no train/test split (splits present: {sorted(present)}); "
-                "use leave-one-out, or add a split column to its manifest."
-            )
-        n_train = int((splits == "train").sum())
-        common["k"] = max(1, min(common["k"], n_train - biggest_case))
-        return [train_test(embeddings=unit, splits=splits, **common)]
-    return list(cosine_vs_euclidean(raw_embeddings=raw, **common).values())
-
-
 def run_benchmark(
     state: AppState,
     *,
@@ -106,67 +76,42 @@ def run_benchmark(
     progress: Progress | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> tuple[pd.DataFrame, Path]:
-    """Score each backbone on the library and save the records as JSONL (returned with them)."""
+    """Score each backbone on the library with ``benchmarks.runner`` (backbones come from the
+    app's cache) and append the records to a JSONL file under the cache root."""
     keys = _check_request(library_path, backbones, protocol)
     library = state.library(library_path)
-    records: list[dict] = []
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    for i, key in enumerate(keys):
-
-        def step(fraction: float, message: str, i=i, key=key) -> None:
-            if should_stop():
-                raise Cancelled("Benchmark cancelled.")
-            if progress is not None:
-                progress((i + 0.8 * fraction) / len(keys), f"{key}: {message}")
-
-        step(0.0, "loading")
-        idx = state.index(library_path, key, progress=step)
-        backbone = state.backbone(key)
-        step(1.0, "timing the backbone")
-        sample = idx.cases["path"].head(TIMING_IMAGES).tolist()
-        timing = time_callable(
-            lambda sample=sample, backbone=backbone: backbone.encode_images(sample),
-            repeats=3,
-            warmup=1,
-            items=len(sample),
-            max_seconds=20,
+    out = app_results_dir() / f"{stamp}-{slug(library.name)}-{protocol}.jsonl"
+    try:
+        records = runner.run_benchmark(
+            library,
+            keys,
+            [protocol],
+            progress=progress,
+            should_stop=should_stop,
+            out=out,
+            load=state.backbone,
+            num_workers=state.num_workers,
         )
-        cases = idx.cases
-        runs = _runs(
-            protocol,
-            unit=idx.vectors(),
-            raw=idx.raw,
-            labels=cases["label"].astype(str).to_numpy(),
-            splits=cases["split"].astype(str).to_numpy(),
-            case_ids=cases["case_id"].astype(str).to_numpy(),
+    except runner.BenchmarkCancelled as stopped:
+        kept = (
+            f" The {len(stopped.records)} record(s) finished are in {out.name}."
+            if (stopped.records)
+            else ""
         )
-        extra = {
-            "backbone": key,
-            "family": backbone.spec.family,
-            "weights_origin": backbone.weights_origin,
-            "library": library.name,
-            "library_fingerprint": library.fingerprint[:12],
-            "n_items": len(cases),
-            "run": stamp,
-            **timing.as_record(prefix="embed_"),
-        }
-        for run in runs:
-            records += [{**r, **extra} for r in retrieval_records(run, ks=KS)]
-        if progress is not None:
-            progress((i + 1) / len(keys), f"{key}: done")
-    frame = pd.DataFrame(records)
-    out = app_results_dir() / f"{stamp}-{library.name}-{protocol}.jsonl"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", encoding="utf-8") as f:
-        for record in records:
-            f.write(json.dumps(record, default=_json_default) + "\n")
-    return frame, out
+        raise Cancelled(f"Benchmark cancelled.{kept}") from stopped
+    return pd.DataFrame(records), out
 
 
-def _json_default(value: object) -> object:
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)
+def skipped_reasons(records: pd.DataFrame) -> list[str]:
+    """'backbone / protocol: why' for every protocol the runner could not run."""
+    if records.empty or "metric" not in records.columns:
+        return []
+    skipped = records[records["metric"] == "skipped"]
+    return [
+        f"{r.get('backbone', '?')} / {r.get('protocol', '?')}: {r.get('reason', 'no reason given')}"
+        for r in skipped.to_dict("records")
+    ]
 
 
 # --- views -------------------------------------------------------------------------------------
@@ -176,15 +121,26 @@ def results_table(records: pd.DataFrame) -> pd.DataFrame:
     if records.empty or not needed <= set(records.columns):
         return pd.DataFrame(columns=["backbone", "protocol", "metric", "value"])
     overall = records[records["class"].isna()] if "class" in records.columns else records
+    if "protocol" in overall.columns:  # timing-only and skipped rows have no score to tabulate
+        overall = overall[(overall["protocol"] != "latency") & (overall["metric"] != "skipped")]
     group = [c for c in ("library", "backbone", "protocol", "similarity") if c in overall.columns]
     rows = []
     for keys, chunk in overall.groupby(group, dropna=False, sort=True):
         row = dict(zip(group, keys if isinstance(keys, tuple) else (keys,), strict=True))
         for metric, k in TABLE_METRICS:
-            hit = chunk[(chunk["metric"] == metric) & (chunk["k"] == k)]
-            row[f"{metric}@{k}"] = round(float(hit["value"].mean()), 3) if len(hit) else None
-        if "embed_median_per_item_s" in chunk.columns:
-            row["ms / image"] = round(float(chunk["embed_median_per_item_s"].mean()) * 1000, 1)
+            at_k = chunk["k"].isna() if k is None else chunk["k"] == k
+            hit = chunk[(chunk["metric"] == metric) & at_k]
+            if metric == "accuracy" and hit.empty:
+                continue  # only the classification protocols record accuracy
+            row[metric if k is None else f"{metric}@{k}"] = (
+                round(float(hit["value"].mean()), 3) if len(hit) else None
+            )
+        for key, name in (
+            ("embed_median_per_item_s", "embed ms / image"),
+            ("search_median_per_item_s", "search ms / query"),
+        ):
+            if key in chunk.columns and chunk[key].notna().any():
+                row[name] = round(float(chunk[key].mean()) * 1000, 2)
         rows.append(row)
     return pd.DataFrame(rows)
 

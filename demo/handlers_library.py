@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
+from data_index import CaseLibrary
 from data_index.audit import find_duplicate_groups, render_group_strip
-from data_index.library import CaseLibrary
 from data_index.locations import slug
 from demo.config import library_choices, library_display_name, uploads_dir
 from demo.state import AppState, Progress

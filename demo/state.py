@@ -12,10 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from data_index.case_index import CaseIndex
-from data_index.library import CaseLibrary
-from data_index.locations import default_index_dir
-from data_index.store import IndexMismatch
+from data_index import CaseIndex, CaseLibrary, IndexMismatch, default_index_dir
 from models import Backbone, availability, get_spec, load_backbone
 
 # progress(fraction 0..1, message): the shape gr.Progress takes, and easy to print in tests.

@@ -40,8 +40,9 @@ def build_bench_tab(
     flags = StopFlags()
     records = gr.State(pd.DataFrame())
     gr.Markdown(
-        "Score backbones on the selected library with a retrieval protocol. Embeddings are "
-        "reused from the indexes (built on first use). Saved results from "
+        "Score backbones on the selected library with one of the seed papers' protocols "
+        "(`python -m benchmarks run` does the same from a shell). Queries never match their "
+        "own case or a copy of their photo (duplicate audit). Saved results from "
         "`benchmarks/results/*.jsonl` and earlier runs here show below at once."
     )
     with gr.Row():
@@ -52,7 +53,7 @@ def build_bench_tab(
             elem_id="bench-backbones",
             scale=3,
         )
-        protocol = gr.Radio(
+        protocol = gr.Dropdown(
             choices=[(f"{k}: {v}", k) for k, v in hb.PROTOCOLS.items()],
             value="leave-one-out",
             label="Protocol",
@@ -108,6 +109,9 @@ def build_bench_tab(
             should_stop=flag.is_set,
         )
         note = f"Done: {len(frame)} records saved to `{path}`."
+        for reason in hb.skipped_reasons(frame):
+            gr.Warning(f"Skipped {reason}")
+            note += f"\n\nSkipped {reason}"
         return (*views(frame), note)
 
     run_event = run_btn.click(
