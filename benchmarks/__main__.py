@@ -55,7 +55,10 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("results", help="a JSONL file written by `run`")
     report.add_argument("--markdown", help="write the report here (default: print it)")
     report.add_argument("--plots", help="folder for the HTML figures")
-    report.add_argument("--csv", help="write the records as CSV here")
+    report.add_argument("--csv", help="write the records (newest run of each) as CSV here")
+    report.add_argument(
+        "--note", action="append", default=[], help="a caveat line for the report (repeatable)"
+    )
     return parser
 
 
@@ -119,7 +122,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from benchmarks.results_file import export_csv
 
     frame = load(args.results)
-    text = markdown_report(frame, source=Path(args.results).name)
+    text = markdown_report(frame, source=Path(args.results).name, notes=args.note)
     if args.markdown:
         Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
         Path(args.markdown).write_text(text, encoding="utf-8")

@@ -2,9 +2,9 @@
 
 Both read the same raw 2048-d features (from the embedding cache): the classifier through
 the sklesion head (sex, site and age unknown, as the package does with missing metadata),
-the vote through leave-one-out search with the query's case and copies excluded. The
-classifier was trained on HAM10000, which the ham10000-subset images come from, so its
-figures here are probably optimistic (the images may well be in its training set).
+the vote through leave-one-out search with the query's case and copies excluded. The model
+was trained on HAM10000, which the ham10000-subset images come from, so both figures may be
+optimistic (the images may be in its training set).
 """
 
 from __future__ import annotations
@@ -23,7 +23,10 @@ if TYPE_CHECKING:
     from benchmarks.protocol_runs import Embedded
 
 VOTE_KS: tuple[int, ...] = (1, 5, 10)
-CAVEAT = "the classifier was trained on HAM10000; these images are probably in its training set"
+CAVEAT = (
+    "the model was trained on HAM10000, which these images come from: they may be in its "
+    "training set, so its figures are likely optimistic"
+)
 
 
 def _result(method, true, predicted, scores, classes, params) -> ClassificationResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 import pandas as pd
@@ -156,12 +157,18 @@ def _retrieval_table(chunk: pd.DataFrame, by: Sequence[str]) -> str:
     return markdown_table([*by, *(title for _, _, title in SHORT)], rows)
 
 
+def _natural(row: Sequence[str]) -> list:
+    """Sort key reading digit runs as numbers: retrieval-vote-5 before retrieval-vote-10."""
+    return [[int(p) if p.isdigit() else p for p in re.split(r"(\d+)", c)] for c in row]
+
+
 def _classification_table(chunk: pd.DataFrame, by: Sequence[str]) -> str:
     rows = []
     for keys, group in chunk.groupby(list(by), sort=True, dropna=False):
         keys = keys if isinstance(keys, tuple) else (keys,)
         values = [fmt(_value(group, m, None)) for m in ("accuracy", "macro_f1", "macro_auc")]
         rows.append([*map(cell, keys), *values])
+    rows.sort(key=lambda row: _natural(row[: len(by)]))
     return markdown_table([*by, "accuracy", "macro F1", "macro AUC"], rows)
 
 

@@ -191,6 +191,8 @@ def run_benchmark(
             "backbone_name": backbone.spec.name,
             "family": backbone.spec.family,
             "weights_origin": backbone.weights_origin,
+            # color-texture is "pretrained" in the sense of fixed, but has nothing learned
+            "learned_weights": backbone.spec.weights_from != "none",
             "dim": backbone.dim,
             **_device_fields(backbone),
         }
