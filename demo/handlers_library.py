@@ -81,11 +81,16 @@ def exact_duplicate_strips(
         flag = "CONFLICT " if group.conflicting else ""
         strips.append(
             (
-                render_group_strip(paths, captions=list(group.labels), height=128),
+                render_group_strip(paths, captions=_captions(group.labels, group.relpaths)),
                 f"{flag}identical bytes: {', '.join(group.relpaths)}",
             )
         )
     return strips
+
+
+def _captions(labels, relpaths) -> list[str]:
+    """'label · file stem' under each thumbnail of a strip."""
+    return [f"{lab} · {Path(r).stem}" for lab, r in zip(labels, relpaths, strict=True)]
 
 
 def near_duplicate_audit(
@@ -109,8 +114,10 @@ def near_duplicate_audit(
     strips = []
     for g in order[:MAX_STRIPS]:
         members = report.groups[g]
-        captions = [f"{labels[i]}" for i in members]
-        strip = render_group_strip([paths[i] for i in members], captions=captions, height=128)
+        strip = render_group_strip(
+            [paths[i] for i in members],
+            captions=_captions([labels[i] for i in members], [relpaths[i] for i in members]),
+        )
         flag = "LABEL CONFLICT · " if g in conflicts else ""
         strips.append((strip, flag + " ≈ ".join(relpaths[i] for i in members)))
     s = report.summary()
@@ -121,6 +128,12 @@ def near_duplicate_audit(
     )
     if len(report.groups) > MAX_STRIPS:
         text += f" Showing {MAX_STRIPS} (conflicts first)."
+    for conflict in report.conflicts:
+        pairs = ", ".join(
+            f"`{relpaths[r]}` [{lab}]"
+            for r, lab in zip(conflict.members, conflict.labels, strict=True)
+        )
+        text += f"\n\n**Label conflict:** {pairs}"
     return strips, text
 
 

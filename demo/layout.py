@@ -21,9 +21,12 @@ CSS = """
 .dark .ds-disclaimer { background: #3a2a20; }
 .ds-muted { color: #666; font-size: 0.85em; margin: 2px 0; }
 /* Result captions are drawn into the tiles; gradio's overlay copy stays for screen readers. */
-#results .caption-label { position: absolute !important; width: 1px; height: 1px;
+#results .caption-label, #library-audit .caption-label, #library-duplicates .caption-label {
+  position: absolute !important; width: 1px; height: 1px;
   overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; padding: 0; border: 0; }
 #results .thumbnail-item { aspect-ratio: auto; }
+/* Duplicate strips are wide: show them whole rather than cropped to squares. */
+#library-audit .thumbnail-item, #library-duplicates .thumbnail-item { aspect-ratio: 5 / 2; }
 """
 # Files the server writes for the browser (thumbnails, result images) are dropped after this.
 CACHE_SWEEP = (600, 900)

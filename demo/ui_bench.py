@@ -65,7 +65,12 @@ def build_bench_tab(
         cancel_btn = gr.Button("Cancel", variant="stop", elem_id="bench-cancel")
         reload_btn = gr.Button("Show saved results", elem_id="bench-reload")
     status = gr.Markdown("", elem_id="bench-status")
-    table = gr.Dataframe(label="Results (overall)", interactive=False, elem_id="bench-table")
+    table = gr.Dataframe(
+        value=hb.results_table(pd.DataFrame()),
+        label="Results (overall)",
+        interactive=False,
+        elem_id="bench-table",
+    )
     with gr.Row():
         latency_plot = gr.Plot(label="Accuracy against latency", elem_id="bench-plot")
         curves_plot = gr.Plot(label="Hit rate at k", elem_id="bench-curves")

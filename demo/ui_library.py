@@ -29,6 +29,8 @@ def library_view(state: AppState, library_path: str | None, *, reload: bool = Fa
         if library_path
         else "",
         hl.index_status_table(state, library_path),
+        [],  # a previous library's audit must not linger under this one
+        "",
     )
 
 
@@ -44,9 +46,14 @@ def build_library_tab(
     summary = gr.Markdown(hl.HOW_TO_ADD, elem_id="library-summary")
     with gr.Row(equal_height=False):
         counts = gr.Dataframe(
-            label="Classes", interactive=False, elem_id="library-classes", scale=1
+            value=hl.class_counts(state, None),
+            label="Classes",
+            interactive=False,
+            elem_id="library-classes",
+            scale=1,
         )
         problems = gr.Dataframe(
+            value=hl.validation_problems(state, None),
             label="Validation problems (files or rows left out, identical files)",
             interactive=False,
             elem_id="library-problems",
@@ -59,6 +66,7 @@ def build_library_tab(
             columns=2,
             height="auto",
             allow_preview=True,
+            object_fit="contain",
             elem_id="library-duplicates",
             visible=False,
         )
@@ -73,11 +81,15 @@ def build_library_tab(
             columns=2,
             height="auto",
             allow_preview=True,
+            object_fit="contain",
             elem_id="library-audit",
         )
     gr.Markdown("### Indexes")
     status = gr.Dataframe(
-        label="Index status per backbone", interactive=False, elem_id="index-status"
+        value=hl.index_status_table(state, None),
+        label="Index status per backbone",
+        interactive=False,
+        elem_id="index-status",
     )
     with gr.Row():
         index_backbone = gr.Dropdown(
@@ -108,7 +120,7 @@ def build_library_tab(
             upload_btn = gr.Button("Validate and add", elem_id="library-upload-btn")
     upload_md = gr.Markdown("", elem_id="library-upload-message")
 
-    outputs = [summary, counts, problems, exact, exact_md, status]
+    outputs = [summary, counts, problems, exact, exact_md, status, audit_gallery, audit_md]
 
     def view(path):
         return library_view(state, path)
