@@ -137,7 +137,17 @@ def parse_photo(image: object) -> Image.Image:
         try:
             return open_image(image)
         except ValueError as err:
-            raise ValueError(f"That upload is not a photo we can read: {err}") from err
+            # open_image names the server-side temp path; the visitor only needs the file name.
+            name = Path(image).name if isinstance(image, str | Path) else "the image"
+            why = (
+                "it is too large to open safely"
+                if "too large" in str(err)
+                else ("it is not an image file, or it is damaged")
+            )
+            raise ValueError(
+                f"That upload ({name}) is not a photo we can read: {why}. Upload a JPEG, PNG or "
+                "WebP photo."
+            ) from err
     raise ValueError(f"Unsupported query of type {type(image).__name__}; upload a JPEG or PNG.")
 
 
@@ -219,7 +229,12 @@ def run_search(
     if mode == "photo":
         query_label = stated_label if stated_label in library.labels else None
         vector = backbone.encode_images([image], normalize=metric == "cosine")[0]
-        if not query_label:
+        if stated_label and not query_label:
+            notes.append(
+                f"'{stated_label}' is not a class of {library.name} "
+                f"({', '.join(library.labels)}), so the frames stay grey."
+            )
+        elif not query_label:
             notes.append(
                 "Frames are grey: the photo's diagnosis is unknown. Choose it under "
                 "'Diagnosis of this photo' to see green (same) and red (different) frames."

@@ -22,6 +22,26 @@ PHOTO_TTL_S = 1800  # a session's query photo lives in memory at most this long
 PROGRESS = gr.Progress()
 
 
+def tolerate_unreadable(image: gr.Image) -> gr.Image:
+    """Let unreadable uploads (a text file sent through the API, a corrupt JPEG) reach the
+    handler, which says what is wrong, instead of failing in gradio's own preprocessing with a
+    generic error. Gradio has already checked that the file sits in its upload folder.
+
+    Done on the instance: a ``gr.Image`` subclass would make gradio write a ``.pyi`` stub here.
+    """
+    original = image.preprocess
+
+    def preprocess(payload):
+        try:
+            return original(payload)
+        except Exception:
+            path = getattr(payload, "path", None)
+            return str(path) if path else None
+
+    image.preprocess = preprocess
+    return image
+
+
 @dataclass
 class SearchTab:
     backbone: gr.Dropdown
@@ -32,9 +52,12 @@ class SearchTab:
     query_tabs: gr.Tabs
 
 
-def _forget_upload(path: str) -> None:
-    """Delete gradio's copy of an uploaded query photo (and its now empty folder)."""
-    p = Path(path)
+def _forget_upload(path: str, *, upload_root: Path) -> None:
+    """Delete gradio's copy of an uploaded query photo (and its now empty folder); never a
+    file outside gradio's upload folder."""
+    p = Path(path).resolve()
+    if not p.is_relative_to(upload_root.resolve()):
+        return
     p.unlink(missing_ok=True)
     with contextlib.suppress(OSError):  # not empty or already gone
         p.parent.rmdir()
@@ -56,14 +79,16 @@ def _preview_html(image: Image.Image | None) -> str:
     )
 
 
-def read_query_photo(path: str | None) -> Image.Image:
+def read_query_photo(path: str | None, *, upload_root: Path) -> Image.Image:
     """Open an upload, shrink it to what any backbone needs, and delete the uploaded file."""
     if not path:
         raise ValueError("No photo yet: drop one on the query box, paste it, or use the webcam.")
     try:
         image = hs.parse_photo(path)
     finally:
-        threading.Thread(target=_forget_upload, args=(path,), daemon=True).start()
+        threading.Thread(
+            target=_forget_upload, args=(path,), kwargs={"upload_root": upload_root}, daemon=True
+        ).start()
     image.thumbnail((QUERY_MAX_PX, QUERY_MAX_PX), Image.Resampling.LANCZOS)
     return image
 
@@ -102,11 +127,14 @@ def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str
                         height=240,
                         elem_id="query-image",
                     )
+                    tolerate_unreadable(query_image)
                     preview = gr.HTML(_preview_html(None), elem_id="query-preview")
                     stated_label = gr.Dropdown(
                         choices=[],
                         value=None,
                         label="Diagnosis of this photo (optional)",
+                        # Choices arrive with the library; API callers may name any label.
+                        allow_custom_value=True,
                         info="If known, results are framed green (same) or red (different).",
                         elem_id="query-label",
                     )
@@ -197,7 +225,8 @@ def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str
     )
 
     def take_photo(path, lib, bb, k_, metric_, label_, progress=PROGRESS):
-        image = read_query_photo(path)  # a bad upload stops here with its reason
+        # A bad upload stops here with its reason.
+        image = read_query_photo(path, upload_root=Path(query_image.GRADIO_CACHE))
         kept = (image, _preview_html(image), "photo", None)
         try:
             found = search(

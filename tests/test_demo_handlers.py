@@ -4,6 +4,7 @@ usearch indexes. Each tab's happy path plus the bad inputs a visitor can produce
 from __future__ import annotations
 
 import json
+import time
 import zipfile
 from pathlib import Path
 
@@ -127,6 +128,16 @@ def test_photo_query_with_stated_diagnosis_scores_hit(env):
     )
     assert out.hits[0]["label"] == "bluestripe" and out.hits[0]["verdict"] == "match"
     assert "Hit at 5: yes" in out.summary
+    out = hs.run_search(
+        env["state"],
+        library_path=env["library"],
+        backbone_key=BACKBONE,
+        mode="photo",
+        photo=photo,
+        stated_label="melanoma",
+        k=5,
+    )
+    assert out.query_label is None and any("not a class of" in n for n in out.notes)
 
 
 def test_euclidean_ranks_by_increasing_raw_distance(env):
@@ -567,3 +578,37 @@ def test_app_has_the_stable_element_ids(env):
         "disclaimer",
     }
     assert wanted <= ids
+
+
+def gone(path: Path, *, seconds: float = 5.0) -> bool:
+    """Whether ``path`` disappears within ``seconds`` (uploads are deleted in a thread)."""
+    deadline = time.monotonic() + seconds
+    while path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not path.exists()
+
+
+def test_unreadable_upload_reaches_the_handler_and_is_deleted(tmp_path):
+    from gradio.data_classes import ImageData
+
+    from demo.ui_search import read_query_photo, tolerate_unreadable
+
+    uploads = tmp_path / "gradio" / "abc123"
+    uploads.mkdir(parents=True)
+    text = uploads / "notes.txt"
+    text.write_text("not an image")
+    image = tolerate_unreadable(gr.Image(type="filepath"))
+    path = image.preprocess(ImageData(path=str(text), orig_name="notes.txt"))
+    assert path == str(text)
+    with pytest.raises(ValueError, match=r"That upload \(notes.txt\) is not a photo"):
+        read_query_photo(path, upload_root=tmp_path / "gradio")
+    assert gone(uploads)  # the text file and its emptied upload folder are deleted
+    photo = tmp_path / "gradio" / "def456" / "query.png"
+    photo.parent.mkdir()
+    pattern((10, 200, 10), seed=4).save(photo)
+    outside = tmp_path / "library-photo.png"
+    pattern((10, 200, 10), seed=5).save(outside)
+    assert read_query_photo(str(photo), upload_root=tmp_path / "gradio").size == (64, 64)
+    read_query_photo(str(outside), upload_root=tmp_path / "gradio")
+    assert gone(photo)
+    assert outside.exists()  # never delete a file outside gradio's upload folder
