@@ -105,15 +105,33 @@ def time_usearch(index: CaseIndex, *, settings: LatencySettings) -> Timing:
     )
 
 
+# The timing keys every record carries; latency records carry the full spread as well.
+SUMMARY_KEYS: tuple[str, ...] = (
+    "embed_s_per_image",
+    "embed_median_per_item_s",  # the key benchmarks.plots reads by default (same value)
+    "embed_batch_size",
+    "search_s_per_query",
+    "usearch_s_per_query",
+    "search_k",
+    "total_s_per_image",
+)
+
+
+def _significant(value: object) -> object:
+    # Four significant digits: run-to-run noise on a shared machine is far larger.
+    return float(f"{value:.4g}") if isinstance(value, float) else value
+
+
 def latency_fields(
     *, embed: Timing, search: Timing, usearch: Timing, settings: LatencySettings, n_cases: int
 ) -> dict:
-    """The flat timing keys every record of a run carries (plots read embed_median_per_item_s)."""
+    """Every timing key of a run: medians, spreads, repeats, batch size, and the totals."""
     per_image = embed.median_per_item_s
     per_query = search.median_per_item_s
-    return {
+    fields = {
         **embed.as_record(prefix="embed_"),
         **search.as_record(prefix="search_"),
+        **usearch.as_record(prefix="usearch_"),
         "embed_s_per_image": per_image,
         "embed_batch_size": embed.items,
         "embed_includes": EMBED_INCLUDES,
@@ -122,3 +140,4 @@ def latency_fields(
         "usearch_s_per_query": usearch.median_per_item_s,
         "total_s_per_image": per_image + per_query,
     }
+    return {key: _significant(value) for key, value in fields.items()}

@@ -22,6 +22,7 @@ import numpy as np
 
 from benchmarks.duplicates import LibraryDuplicates, library_duplicates
 from benchmarks.latency import (
+    SUMMARY_KEYS,
     LatencySettings,
     latency_fields,
     time_embedding,
@@ -162,7 +163,6 @@ def run_benchmark(
         "library": lib.name,
         "library_fingerprint": lib.fingerprint[:16],
         **software_versions(),
-        "weights_missing_here": missing_here,
     }
     if dups is not None:
         common |= {"n_duplicate_groups": dups.n_groups, "n_duplicate_conflicts": dups.n_conflicts}
@@ -188,7 +188,6 @@ def run_benchmark(
             "run_id": f"{stamp.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:6]}",
             **common,
             "backbone": backbone.key,
-            "backbone_name": backbone.spec.name,
             "family": backbone.spec.family,
             "weights_origin": backbone.weights_origin,
             # color-texture is "pretrained" in the sense of fixed, but has nothing learned
@@ -196,7 +195,12 @@ def run_benchmark(
             "dim": backbone.dim,
             **_device_fields(backbone),
         }
-        batch = [{**run, **record} for record in found]
+        # What only latency records carry, to keep the committed files small.
+        described = {"backbone_name": backbone.spec.name, "weights_missing_here": missing_here}
+        batch = [
+            {**run, **record, **(described if record["protocol"] == "latency" else {})}
+            for record in found
+        ]
         if out is not None:
             append_records(batch, Path(out))
         records += batch
@@ -239,9 +243,17 @@ def _backbone_records(
         embed=embed, search=search, usearch=usearch, settings=latency, n_cases=len(cases)
     )
     labels = cases["label"].astype(str).to_numpy()
-    sizes = {"n_items": len(cases), "n_classes": len(np.unique(labels)), **timings}
+    sizes = {"n_items": len(cases), "n_classes": len(np.unique(labels))}
+    sizes |= {key: timings[key] for key in SUMMARY_KEYS}
     out = [
-        {**sizes, "protocol": "latency", "metric": name, "k": None, "value": timings[name]}
+        {
+            **sizes,
+            **timings,
+            "protocol": "latency",
+            "metric": name,
+            "k": None,
+            "value": timings[name],
+        }
         for name in ("embed_s_per_image", "search_s_per_query", "total_s_per_image")
     ]
     if backbone.weights_origin != "pretrained":

@@ -79,7 +79,7 @@ def colour_run(workspace):
     records = run_benchmark(
         workspace / "lib",
         ["color-texture"],
-        ["loo", "linear-probe", "text"],
+        ["loo", "linear-probe", "text", "reference-classifier"],
         progress=lambda f, m: seen.append((f, m)),
         out=out,
         latency=FAST,
@@ -132,11 +132,12 @@ def test_records_are_flat_and_written(colour_run):
     assert [f for f, _ in seen] == sorted(f for f, _ in seen)
 
 
-def test_protocol_without_text_tower_is_a_skip_record(colour_run):
+def test_protocols_that_cannot_run_are_skip_records(colour_run):
     records, _, _ = colour_run
-    skips = [r for r in records if r["metric"] == "skipped"]
-    assert [r["protocol"] for r in skips] == ["text"]
-    assert "no text tower" in skips[0]["reason"]
+    skips = {r["protocol"]: r["reason"] for r in records if r["metric"] == "skipped"}
+    assert sorted(skips) == ["reference-classifier", "text"]
+    assert "no text tower" in skips["text"]
+    assert "only xception-ham10000 has a classifier" in skips["reference-classifier"]
 
 
 def test_duplicate_exclusion_counts_and_both_figures(colour_run, workspace):
@@ -254,7 +255,7 @@ def test_cli_bad_library_and_bad_results_exit_2(workspace, capsys):
     assert code == 2 and "not a results file" in err
 
 
-def test_cli_run_and_report_through_a_subprocess(workspace, colour_run):
+def test_cli_report_through_a_subprocess(workspace, colour_run):
     _, results, _ = colour_run
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     report = subprocess.run(
