@@ -5,9 +5,10 @@
 
 import sys
 
-from demo import build_demo, launch_kwargs, parse_config
+from demo import build_demo, configure_torch, launch_kwargs, parse_config
 
 config = parse_config(sys.argv[1:] if __name__ == "__main__" else [])
+configure_torch(config)
 demo = build_demo(config)
 
 if __name__ == "__main__":

@@ -24,6 +24,20 @@ class AppConfig:
     backbone: str
     host: str
     port: int
+    torch_threads: int | None = None  # None leaves torch's default
+
+
+def configure_torch(config: AppConfig) -> None:
+    """Apply the intra-op thread count before any model runs.
+
+    One thread per request is the default: the app serves single photos to concurrent users,
+    and on small shared CPUs two intra-op threads per request were several times slower than
+    one (benchmarks/results/backbone_latency.json) while concurrent requests oversubscribe them.
+    """
+    if config.torch_threads:
+        import torch
+
+        torch.set_num_threads(config.torch_threads)
 
 
 def parse_config(
@@ -57,9 +71,21 @@ def parse_config(
         default=int(env.get("GRADIO_SERVER_PORT") or DEFAULT_PORT),
         help=f"port (env GRADIO_SERVER_PORT; default {DEFAULT_PORT})",
     )
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=int(env.get("DERMSEARCH_TORCH_THREADS") or 1),
+        help="torch intra-op threads per request (env DERMSEARCH_TORCH_THREADS; default 1)",
+    )
     args, _unknown = parser.parse_known_args(list(argv or []))
     library = str(Path(args.library).expanduser().resolve()) if args.library else None
-    return AppConfig(library=library, backbone=args.backbone, host=args.host, port=args.port)
+    return AppConfig(
+        library=library,
+        backbone=args.backbone,
+        host=args.host,
+        port=args.port,
+        torch_threads=max(1, args.torch_threads),
+    )
 
 
 def shared_datasets_dir() -> Path:

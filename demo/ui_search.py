@@ -181,6 +181,8 @@ def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str
                 allow_preview=False,
                 object_fit="contain",
                 buttons=[],
+                # JPEG: about 0.3 ms per tile to encode here, against 7 ms (WebP) or 22 ms (PNG).
+                format="jpeg",
                 elem_id="results",
             )
             with gr.Row(equal_height=False):

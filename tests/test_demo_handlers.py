@@ -541,6 +541,12 @@ def test_config_flags_beat_environment(tmp_path):
     assert (config.port, config.backbone) == (7001, "efficientnet-lite0")
     config = parse_config([], env={})
     assert config.library is None and config.backbone == "efficientnet-lite0"
+    assert config.torch_threads == 1
+    assert (
+        parse_config(["--torch-threads", "2"], env={"DERMSEARCH_TORCH_THREADS": "3"}).torch_threads
+        == 2
+    )
+    assert parse_config([], env={"DERMSEARCH_TORCH_THREADS": "3"}).torch_threads == 3
 
 
 def test_app_has_the_stable_element_ids(env):
