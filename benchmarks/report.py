@@ -114,10 +114,11 @@ def latency_table(frame: pd.DataFrame) -> str:
             [
                 r["library"],
                 r["backbone"],
-                r["weights_origin"],
+                r["weights_origin"] if r.get("learned_weights", True) else "none learned",
                 int(r["n_items"]),
                 int(r["embed_batch_size"]),
-                f"{fmt_seconds(r['embed_s_per_image'])} (p95 "
+                f"{fmt_seconds(r['embed_s_per_image'])} (min "
+                f"{fmt_seconds(r['embed_min_s'] / r['embed_items'])}, p95 "
                 f"{fmt_seconds(r['embed_p95_s'] / r['embed_items'])})",
                 fmt_seconds(r["search_s_per_query"]),
                 fmt_seconds(r.get("usearch_s_per_query")),
@@ -131,11 +132,12 @@ def latency_table(frame: pd.DataFrame) -> str:
     return markdown_table([*head, "repeats (embed/search)", "device"], rows)
 
 
-def _duplicates_paragraph(lib: pd.DataFrame) -> str:
+def _duplicates_paragraph(lib: pd.DataFrame) -> tuple[str, bool]:
+    """What the audit found, and whether the case-only figures differ (worth a table)."""
     loo = overall(lib)
     loo = loo[(loo["protocol"] == "leave-one-out") & (loo["exclusion"] == DEFAULT_EXCLUSION)]
     if loo.empty or "n_queries_with_copy" not in loo.columns:
-        return ""
+        return "", False
     first = loo.iloc[0]
     n_copy = int(first["n_queries_with_copy"])
     other = int(first["n_queries_copy_other_case"])
@@ -143,13 +145,17 @@ def _duplicates_paragraph(lib: pd.DataFrame) -> str:
     conflicts = int(first.get("n_duplicate_conflicts", 0) or 0)
     text = (
         f"Duplicate audit: {groups} group(s) of copies of one photo ({conflicts} with mixed "
-        f"labels). **{n_copy} of {int(first['n_queries'])} queries had a copy in the library** "
-        f"({other} of them filed as another case, so only the duplicate rule removes it). "
+        f"labels). **{n_copy} of {int(first['n_queries'])} queries had a copy in the library**"
+    )
+    if n_copy == 0:
+        return text + ", so excluding copies changes nothing here.", False
+    text += (
+        f" ({other} of them filed as another case, so only the duplicate rule removes it). "
         "By default a query never counts an image of its own duplicate group nor of its case; "
     )
     if other == 0:
-        return text + "no copy sat in another case, so the case-only figures are the same."
-    return text + "the case-only columns below give the figures without the duplicate rule."
+        return text + "no copy sat in another case, so the case-only figures are the same.", False
+    return text + "the case-only columns below give the figures without the duplicate rule.", True
 
 
 def _exclusion_table(lib: pd.DataFrame) -> str:
@@ -182,9 +188,11 @@ def library_section(lib: pd.DataFrame, name: str) -> list[str]:
         f"fingerprint `{first['library_fingerprint']}`.",
         "",
     ]
-    paragraph = _duplicates_paragraph(lib)
+    paragraph, differs = _duplicates_paragraph(lib)
     if paragraph:
-        out += [paragraph, "", _exclusion_table(lib), ""]
+        out += [paragraph, ""]
+    if differs:
+        out += [_exclusion_table(lib), ""]
     classes = per_class_table(lib, metric="hit_rate", k=1, exclusion=DEFAULT_EXCLUSION)
     if classes:
         out += ["Top-1 per class (leave-one-out, default exclusion):", "", classes, ""]
@@ -233,6 +241,9 @@ def markdown_report(frame: pd.DataFrame, *, source: str = "", notes: Sequence[st
     lines += [*_notes(frame), *(f"- {note}" for note in notes), "", DEFINITIONS]
     lines += [
         "## Leave-one-out retrieval (layout of seed 000's Tables 1-3)",
+        "",
+        "Each query excludes its own case and its duplicate group; each library's section says "
+        "how many queries had a copy and, where it matters, gives the case-only figures.",
         "",
         headline_table(frame, exclusion=DEFAULT_EXCLUSION),
         "",
