@@ -191,6 +191,12 @@ def test_architecture_only_backbone_records_timings_never_accuracy(workspace):
     assert {r["protocol"] for r in skips} == {"leave-one-out", "linear-probe"}
     assert all("architecture-only" in r["reason"] for r in skips)
     assert len(out.read_text().splitlines()) == len(records)
+    # A report of timing-only records has no accuracy table rows but still reads.
+    text = markdown_report(latest_runs(read_records(out)))
+    assert (
+        "Architecture-only (random weights, timings only, no accuracy): efficientnet-lite0" in text
+    )
+    assert "| lib | efficientnet-lite0 | architecture-only |" in text
 
 
 def test_should_stop_cancels_and_keeps_finished_records(workspace):
