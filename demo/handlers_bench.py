@@ -116,14 +116,19 @@ def skipped_reasons(records: pd.DataFrame) -> list[str]:
 
 # --- views -------------------------------------------------------------------------------------
 def results_table(records: pd.DataFrame) -> pd.DataFrame:
-    """One row per (library, backbone, protocol, similarity): headline metrics and latency."""
+    """One row per (library, backbone, protocol, similarity, exclusion): headline metrics and
+    latency. Leave-one-out is recorded with and without the duplicate exclusion: never averaged."""
     needed = {"backbone", "metric", "k", "value"}
     if records.empty or not needed <= set(records.columns):
         return pd.DataFrame(columns=["backbone", "protocol", "metric", "value"])
     overall = records[records["class"].isna()] if "class" in records.columns else records
     if "protocol" in overall.columns:  # timing-only and skipped rows have no score to tabulate
         overall = overall[(overall["protocol"] != "latency") & (overall["metric"] != "skipped")]
-    group = [c for c in ("library", "backbone", "protocol", "similarity") if c in overall.columns]
+    group = [
+        c
+        for c in ("library", "backbone", "protocol", "similarity", "exclusion")
+        if c in overall.columns
+    ]
     rows = []
     for keys, chunk in overall.groupby(group, dropna=False, sort=True):
         row = dict(zip(group, keys if isinstance(keys, tuple) else (keys,), strict=True))
@@ -172,6 +177,8 @@ def result_figures(
     chosen = records
     if "similarity" in records.columns and (records["similarity"] == "cosine").any():
         chosen = records[records["similarity"].isin(["cosine"]) | records["similarity"].isna()]
+    if "exclusion" in chosen.columns:  # plot the default rule only: copies excluded
+        chosen = chosen[chosen["exclusion"].isna() | (chosen["exclusion"] == "case+duplicates")]
     return (
         _figure(
             lambda: plots.accuracy_vs_latency(chosen, metric="hit_rate", k=1, protocol=protocol),

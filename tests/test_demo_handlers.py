@@ -448,6 +448,8 @@ def test_benchmark_run_records_table_figures_and_export(env):
     assert seen[-1] == pytest.approx(1.0) and seen == sorted(seen)
     table = hb.results_table(frame)
     assert table.loc[0, "backbone"] == BACKBONE and table.loc[0, "hit_rate@1"] == 1.0
+    # leave-one-out is recorded with and without the duplicate rule: one row each, never averaged
+    assert sorted(table["exclusion"]) == ["case+duplicates", "case-only"]
     figures = hb.result_figures(frame)
     assert all(isinstance(f, go.Figure) for f in figures)
     assert "Pareto front" in {t.name for t in figures[0].data}
