@@ -1,0 +1,323 @@
+"""End to end in a real headless Chromium: the app runs as its own process on a generated
+library; the test searches by photo (grey, then framed frames), switches backbone, and runs a
+small benchmark. Screenshots land in ``artifacts/`` (gitignored) for a person to look at."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from library_factory import PATTERNS, pattern_image, save_image
+from PIL import Image
+
+from demo.render import MATCH_RGB, MISMATCH_RGB, UNKNOWN_RGB
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+LIBRARY_NAME = "browser-lib"
+PER_CLASS = 6
+IMAGE_PX = 64
+QUERY_LABEL = "green-dots"
+QUERY_SEED = 100  # not one of the library's seeds (0..PER_CLASS-1): a new photo of the class
+K_FIRST = 10  # the slider's default: the upload searches at once with it
+K = 8  # more than PER_CLASS, so at least two results must be of another class
+SECOND_BACKBONE = "efficientnet-lite0"
+# Generous: a busy 2-core machine; nothing here asserts how long anything took.
+START_TIMEOUT_S = 180
+STEP_TIMEOUT_MS = 120_000
+BENCH_TIMEOUT_MS = 300_000
+CAPTION = re.compile(r"^#(\d+) (✓|✗|·) (\S+) · (?:cos|dist) -?[\d.]+ · (\S+)$")
+MARK = {"✓": "match", "✗": "mismatch", "·": "unknown"}
+FRAME_RGB = {"match": MATCH_RGB, "mismatch": MISMATCH_RGB, "unknown": UNKNOWN_RGB}
+
+
+def chromium_path() -> str | None:
+    if Path(CHROMIUM).is_file():
+        return CHROMIUM
+    return shutil.which("chromium")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_library(root: Path) -> dict[str, str]:
+    """4 classes x PER_CLASS coloured patterns; returns case id (relpath) -> true label."""
+    truth = {}
+    for label in PATTERNS:
+        for i in range(PER_CLASS):
+            rel = f"{label}/{label}-{i}.jpg"
+            save_image(pattern_image(label, i, size=IMAGE_PX), root / rel)
+            truth[rel] = label
+    return truth
+
+
+def wait_until_serving(url: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"app.py exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(1)
+    raise RuntimeError(f"app.py did not answer {url} in {START_TIMEOUT_S} s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory) -> Iterator[dict]:
+    """app.py as a subprocess on a free port, with its cache and gradio's files in tmp."""
+    if chromium_path() is None:
+        pytest.skip(f"no Chromium at {CHROMIUM} or on PATH (apt-get install chromium)")
+    base = tmp_path_factory.mktemp("browser")
+    library = base / LIBRARY_NAME
+    truth = write_library(library)
+    port = free_port()
+    env = {
+        **os.environ,
+        "DERMSEARCH_CACHE": str(base / "cache"),
+        "DERMSEARCH_SHARED": str(base / "no-shared"),  # offer only the fixture library
+        "DERMSEARCH_LIBRARIES": "",
+        "GRADIO_TEMP_DIR": str(base / "gradio"),
+        "HF_HUB_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
+    log = base / "app.log"
+    command = [sys.executable, "app.py", "--library", str(library), "--backbone", "color-texture"]
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [*command, "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: teardown ends all it started
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_until_serving(url, proc, log)
+        yield {"url": url, "truth": truth, "base": base, "log": log}
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def page(app):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+            tab.set_default_timeout(STEP_TIMEOUT_MS)
+            yield tab
+        finally:
+            browser.close()
+
+
+# --- reading the results gallery ---------------------------------------------------------------
+def captions(page) -> list[str]:
+    return page.locator("#results .thumbnail-item .caption-label").all_inner_texts()
+
+
+def wait_for_results(page, *, count: int, marks: str, summary: str | None = None) -> list[str]:
+    """Wait until the gallery holds ``count`` tiles whose captions all carry one of ``marks``
+    (and the summary contains ``summary``); returns the captions."""
+    page.wait_for_function(
+        """([count, marks, summary]) => {
+            const caps = [...document.querySelectorAll('#results .thumbnail-item .caption-label')]
+                .map(e => e.textContent.trim());
+            const text = document.querySelector('#summary')?.textContent ?? '';
+            return caps.length === count && caps.every(c => marks.includes(c.split(' ')[1]))
+                && (!summary || text.includes(summary));
+        }""",
+        arg=[count, marks, summary],
+    )
+    # Thumbnails load lazily: scroll them in and wait until every one has pixels.
+    page.locator("#results").scroll_into_view_if_needed()
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('#results .thumbnail-item img')]
+            .every(i => i.complete && i.naturalWidth > 0)"""
+    )
+    return captions(page)
+
+
+def check_captions(caps: list[str], *, truth: dict[str, str], query_label: str | None) -> list:
+    """Each caption's rank, label and mark agree with the fixture; returns the verdicts."""
+    verdicts = []
+    for rank, caption in enumerate(caps, start=1):
+        found = CAPTION.match(caption)
+        assert found, f"caption {caption!r} is not '#rank mark label · score · case'"
+        shown_rank, mark, label, case_id = found.groups()
+        assert int(shown_rank) == rank
+        assert case_id in truth, f"result {case_id} is not a case of the fixture library"
+        assert label == truth[case_id], f"{case_id} is shown as {label}, not {truth[case_id]}"
+        expected = (
+            "unknown"
+            if query_label is None
+            else ("match" if truth[case_id] == query_label else "mismatch")
+        )
+        assert MARK[mark] == expected, f"{caption!r}: expected a {expected} mark"
+        verdicts.append(expected)
+    return verdicts
+
+
+def frame_colour(page, index: int) -> tuple[int, int, int]:
+    """The median colour of the left frame edge of result ``index`` as Chromium drew it."""
+    img = page.locator("#results .thumbnail-item img").nth(index)
+    img.scroll_into_view_if_needed()
+    box = img.evaluate(
+        """i => { const r = i.getBoundingClientRect();
+            const s = Math.min(r.width / i.naturalWidth, r.height / i.naturalHeight);
+            return {w: r.width, h: r.height, cw: i.naturalWidth * s, ch: i.naturalHeight * s}; }"""
+    )
+    shot = Image.open(io.BytesIO(img.screenshot())).convert("RGB")
+    scale = shot.width / box["w"]  # device pixels per CSS pixel
+    # object-fit: contain centres the picture; sample inside the frame's left band.
+    left = (box["w"] - box["cw"]) / 2 * scale
+    top = (box["h"] - box["ch"]) / 2 * scale
+    width, height = box["cw"] * scale, box["ch"] * scale
+    x = int(left + width * 0.012) + 1
+    samples = [shot.getpixel((x, int(top + height * f))) for f in (0.3, 0.4, 0.5, 0.6, 0.7)]
+    return tuple(sorted(channel)[len(channel) // 2] for channel in zip(*samples, strict=True))
+
+
+def nearest_verdict(rgb: tuple[int, int, int]) -> tuple[str, float]:
+    def dist(a, b):
+        return sum((x - y) ** 2 for x, y in zip(a, b, strict=True)) ** 0.5
+
+    best = min(FRAME_RGB, key=lambda v: dist(rgb, FRAME_RGB[v]))
+    return best, dist(rgb, FRAME_RGB[best])
+
+
+def close_toasts(page) -> None:
+    """Dismiss notices (gr.Info, gr.Warning): they float over the gallery's right side."""
+    for _ in range(20):
+        close = page.locator(".toast-close:visible")
+        if close.count() == 0:
+            return
+        close.first.click()
+        page.wait_for_timeout(300)
+
+
+def check_frames(page, verdicts: list[str]) -> None:
+    close_toasts(page)
+    for index, expected in enumerate(verdicts):
+        rgb = frame_colour(page, index)
+        seen, distance = nearest_verdict(rgb)
+        assert seen == expected and distance < 60, (
+            f"result {index + 1}: frame colour {rgb} looks {seen} (off by {distance:.0f}), "
+            f"expected {expected} {FRAME_RGB[expected]}"
+        )
+
+
+def pick_option(page, box: str, name: str | re.Pattern) -> None:
+    page.locator(f"#{box} input").click()
+    page.get_by_role("option", name=name, exact=isinstance(name, str)).click()
+
+
+def shoot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
+# --- the scenario ------------------------------------------------------------------------------
+def test_search_switch_backbone_and_benchmark(app, page, tmp_path):
+    truth = app["truth"]
+    query = save_image(
+        pattern_image(QUERY_LABEL, QUERY_SEED, size=IMAGE_PX), tmp_path / "query.png"
+    )
+    try:
+        page.goto(app["url"], wait_until="domcontentloaded")
+        page.locator("#query-image input[type=file]").wait_for(state="attached")
+        page.wait_for_function(  # the app opens on the library it was started with
+            "name => document.querySelector('#library-path input')?.value.includes(name)",
+            arg=LIBRARY_NAME,
+        )
+
+        # 1. Upload: the app searches at once (its index is built on first use); no diagnosis
+        #    is stated yet, so every frame is grey and every caption has the neutral mark.
+        page.locator("#query-image input[type=file]").set_input_files(str(query))
+        caps = wait_for_results(page, count=K_FIRST, marks="·")
+        check_captions(caps, truth=truth, query_label=None)
+        assert page.locator("#query-preview img").count() == 1
+
+        # 2. State the diagnosis: the same photo is searched again, now framed.
+        pick_option(page, "query-label", QUERY_LABEL)
+        caps = wait_for_results(page, count=K_FIRST, marks="✓✗")
+        check_captions(caps, truth=truth, query_label=QUERY_LABEL)
+
+        # 3. Set k and press Search.
+        number = page.locator("#k input[type=number]")
+        number.fill(str(K))
+        number.press("Enter")
+        page.locator("#search-btn").click()
+        caps = wait_for_results(page, count=K, marks="✓✗", summary=f"Hit at {K}")
+        verdicts = check_captions(caps, truth=truth, query_label=QUERY_LABEL)
+        assert "match" in verdicts and "mismatch" in verdicts, caps
+        # Colour-texture sorts these patterns cleanly: the class's own cases come first.
+        assert verdicts[:PER_CLASS] == ["match"] * PER_CLASS, caps
+        summary = page.locator("#summary").inner_text()
+        assert f"{QUERY_LABEL}" in summary and "color-texture over 24 cases" in summary
+        check_frames(page, verdicts)
+        shoot(page, "browser-search.png")
+
+        # 4. Another backbone: its index of the library is built on this first search.
+        pick_option(page, "backbone", re.compile(rf"\({re.escape(SECOND_BACKBONE)}\)"))
+        page.locator("#search-btn").click()
+        caps = wait_for_results(
+            page, count=K, marks="✓✗", summary=f"{SECOND_BACKBONE} over {len(truth)} cases"
+        )
+        verdicts = check_captions(caps, truth=truth, query_label=QUERY_LABEL)
+        check_frames(page, verdicts)
+        shoot(page, "browser-search-second-backbone.png")
+
+        # 5. Benchmark tab: color-texture, leave-one-out, on the fixture library.
+        page.get_by_role("tab", name="Benchmark").click()
+        ticked = page.locator("#bench-backbones input[type=checkbox]:checked")
+        assert ticked.count() == 1
+        page.locator("#bench-run").click()
+        page.locator("#bench-status").get_by_text("Done:").wait_for(timeout=BENCH_TIMEOUT_MS)
+        status = page.locator("#bench-status").inner_text()
+        assert "records saved" in status, status
+        table = page.locator("#bench-table").inner_text()
+        assert LIBRARY_NAME in table and "color-texture" in table, table
+        plot = page.locator("#bench-plot .js-plotly-plot")
+        plot.wait_for(state="visible")
+        assert page.locator("#bench-plot svg").count() > 0
+        page.locator("#bench-plot").scroll_into_view_if_needed()
+        shoot(page, "browser-benchmark.png")
+    except Exception:
+        shoot(page, "browser-failure.png")
+        raise
