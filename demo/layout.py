@@ -28,8 +28,9 @@ CSS = """
 /* Duplicate strips are wide: show them whole rather than cropped to squares. */
 #library-audit .thumbnail-item, #library-duplicates .thumbnail-item { aspect-ratio: 5 / 2; }
 """
-# Files the server writes for the browser (thumbnails, result images) are dropped after this.
-CACHE_SWEEP = (600, 900)
+# Every 60 s, files older than 120 s in gradio's cache are deleted: uploaded query photos
+# (read into memory at once) and the thumbnails already sent to the browser.
+CACHE_SWEEP = (60, 120)
 MAX_UPLOAD = "500mb"
 
 

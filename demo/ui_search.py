@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import io
-import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 import gradio as gr
 from PIL import Image
@@ -52,17 +49,6 @@ class SearchTab:
     query_tabs: gr.Tabs
 
 
-def _forget_upload(path: str, *, upload_root: Path) -> None:
-    """Delete gradio's copy of an uploaded query photo (and its now empty folder); never a
-    file outside gradio's upload folder."""
-    p = Path(path).resolve()
-    if not p.is_relative_to(upload_root.resolve()):
-        return
-    p.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):  # not empty or already gone
-        p.parent.rmdir()
-
-
 def _preview_html(image: Image.Image | None) -> str:
     """The query photo inline as a data URL: shown without writing it to disk."""
     if image is None:
@@ -75,20 +61,20 @@ def _preview_html(image: Image.Image | None) -> str:
     return (
         f"<img id='query-preview-img' alt='query photo' src='data:image/jpeg;base64,{data}' "
         "style='max-height:220px;border-radius:6px'/><p class='ds-muted'>Query photo (held in "
-        "memory for this session only; the upload was deleted).</p>"
+        "memory for this session; the server deletes uploads within a few minutes).</p>"
     )
 
 
-def read_query_photo(path: str | None, *, upload_root: Path) -> Image.Image:
-    """Open an upload, shrink it to what any backbone needs, and delete the uploaded file."""
+def read_query_photo(path: str | None) -> Image.Image:
+    """Open an upload and shrink it to what any backbone needs.
+
+    The file is not deleted here: gradio stores uploads by content hash, so two users sending
+    the same photo share one file, and deleting it would break the other request. The app's
+    cache sweep (``demo.layout.CACHE_SWEEP``) removes uploads within a few minutes instead.
+    """
     if not path:
         raise ValueError("No photo yet: drop one on the query box, paste it, or use the webcam.")
-    try:
-        image = hs.parse_photo(path)
-    finally:
-        threading.Thread(
-            target=_forget_upload, args=(path,), kwargs={"upload_root": upload_root}, daemon=True
-        ).start()
+    image = hs.parse_photo(path)
     image.thumbnail((QUERY_MAX_PX, QUERY_MAX_PX), Image.Resampling.LANCZOS)
     return image
 
@@ -174,8 +160,12 @@ def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str
                 "Pick a query on the left: a photo, a library case or a text prompt.",
                 elem_id="summary",
             )
+            gr.Markdown(
+                "**Nearest cases**: green ✓ same diagnosis, red ✗ different, grey unknown."
+            )
             results = gr.Gallery(
-                label="Nearest cases (green ✓ same diagnosis, red ✗ different, grey unknown)",
+                label="Nearest cases",
+                show_label=False,  # a floating label would cover the first row's badges
                 columns=5,
                 height="auto",
                 allow_preview=False,
@@ -228,7 +218,7 @@ def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str
 
     def take_photo(path, lib, bb, k_, metric_, label_, progress=PROGRESS):
         # A bad upload stops here with its reason.
-        image = read_query_photo(path, upload_root=Path(query_image.GRADIO_CACHE))
+        image = read_query_photo(path)
         kept = (image, _preview_html(image), "photo", None)
         try:
             found = search(
