@@ -122,7 +122,10 @@ def _split(labels, train_rows, test_rows, test_size, seed, groups):
     return np.asarray(train_rows, dtype=np.int64), np.asarray(test_rows, dtype=np.int64)
 
 
-def _finish(method, true, predicted, scores, classes, test_rows, params) -> ClassificationResult:
+def classification_result(
+    method, true, predicted, scores, classes, test_rows, params
+) -> ClassificationResult:
+    """Accuracy, macro F1 and macro one-vs-rest AUC of predictions on the test rows."""
     auc, per_class_auc = macro_ovr_auc(true_labels=true, scores=scores, classes=classes)
     present = np.unique(true)
     f1s = f1_score(true, predicted, labels=present, average=None, zero_division=0)
@@ -187,7 +190,7 @@ def linear_probe(
         "n_train": len(train),
         "convergence_warnings": sum(issubclass(w.category, ConvergenceWarning) for w in caught),
     }
-    return _finish(
+    return classification_result(
         classifier,
         y[test],
         best.predict(x[test]),
@@ -232,4 +235,4 @@ def knn_classification(
     shares = (run.retrieved_labels[:, :, None] == classes[None, None, :]).mean(axis=1)
     predicted = vote_labels(retrieved_labels=run.retrieved_labels, k=k)
     params = {"k": k, "similarity": metric, "seed": seed, "n_train": len(train)}
-    return _finish(f"knn-{k}", y[test], predicted, shares, classes, test, params)
+    return classification_result(f"knn-{k}", y[test], predicted, shares, classes, test, params)

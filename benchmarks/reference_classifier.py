@@ -12,9 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score
 
-from benchmarks.probes import ClassificationResult, macro_ovr_auc
+from benchmarks.probes import classification_result
 from benchmarks.protocols import leave_one_out
 from benchmarks.records import classification_records
 from benchmarks.votes import vote_labels
@@ -27,23 +26,6 @@ CAVEAT = (
     "the model was trained on HAM10000, which these images come from: they may be in its "
     "training set, so its figures are likely optimistic"
 )
-
-
-def _result(method, true, predicted, scores, classes, params) -> ClassificationResult:
-    auc, per_class_auc = macro_ovr_auc(true_labels=true, scores=scores, classes=classes)
-    present = np.unique(true)
-    f1s = f1_score(true, predicted, labels=present, average=None, zero_division=0)
-    return ClassificationResult(
-        method=method,
-        accuracy=float(accuracy_score(true, predicted)),
-        macro_f1=float(np.mean(f1s)),
-        macro_auc=auc,
-        per_class_auc=per_class_auc,
-        per_class_f1=dict(zip(present.tolist(), map(float, f1s), strict=True)),
-        test_rows=np.arange(len(true)),
-        predicted=predicted,
-        params=params,
-    )
 
 
 def reference_classifier_records(view: Embedded) -> list[dict]:
@@ -65,15 +47,17 @@ def reference_classifier_records(view: Embedded) -> list[dict]:
             f"({', '.join(classes)})."
         )
     true = view.labels
-    common = {"n_test": len(true), "caveat": CAVEAT}
+    common = {"caveat": CAVEAT}
+    rows = np.arange(len(true))  # every image is a test image: the classifier was trained elsewhere
     proba = classifier.proba_from_features(view.raw)
     results = [
-        _result(
+        classification_result(
             "own-classifier",
             true,
             classes[np.argmax(proba, axis=1)],
             proba,
             classes,
+            rows,
             {**common, "metadata": "sex, site, age unknown"},
         )
     ]
@@ -89,7 +73,11 @@ def reference_classifier_records(view: Embedded) -> list[dict]:
         shares = (top[:, :, None] == classes[None, None, :]).mean(axis=1)
         predicted = vote_labels(retrieved_labels=run.retrieved_labels, k=k)
         params = {**common, "k": k, "exclusion": "case+duplicates"}
-        results.append(_result(f"retrieval-vote-{k}", true, predicted, shares, classes, params))
+        results.append(
+            classification_result(
+                f"retrieval-vote-{k}", true, predicted, shares, classes, rows, params
+            )
+        )
     out = []
     for result in results:
         out += classification_records(result, protocol="reference-classifier")
