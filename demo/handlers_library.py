@@ -13,6 +13,7 @@ from PIL import Image
 
 from data_index import CaseLibrary
 from data_index.audit import find_duplicate_groups, render_group_strip
+from data_index.audit_library import POLICIES, write_audited_manifest
 from data_index.locations import slug
 from demo.config import library_choices, library_display_name, uploads_dir
 from demo.state import AppState, Progress
@@ -93,6 +94,43 @@ def _captions(labels, relpaths) -> list[str]:
     return [f"{lab} · {Path(r).stem}" for lab, r in zip(labels, relpaths, strict=True)]
 
 
+def _audit(state: AppState, library, *, progress: Progress | None = None):
+    """The library's duplicate report, computed once per library version."""
+    paths = library.cases["path"].tolist()
+    labels = library.cases["label"].tolist()
+    return state.memo(
+        ("audit", library.fingerprint),
+        lambda: find_duplicate_groups(paths, labels, progress=progress),
+    )
+
+
+def save_audited_library(
+    state: AppState, library_path: str | None, policy: str, *, progress: Progress | None = None
+) -> tuple[str, str]:
+    """Write the library under a copy policy as a new manifest library (images stay where they
+    are; the original library and its indexes are untouched). Returns (path, message)."""
+    if not library_path:
+        raise ValueError("Pick a library first.")
+    if policy not in POLICIES:
+        raise ValueError(f"Choose what to do with copies: {', '.join(POLICIES)}.")
+    library = state.library(library_path)
+    report = _audit(state, library, progress=progress)
+    if not report.groups:
+        raise ValueError("The audit found no copies in this library: there is nothing to change.")
+    out = uploads_dir() / f"{slug(library.name)}-{policy}-{library.fingerprint[:8]}.csv"
+    write_audited_manifest(library, report, policy=policy, out=out)
+    audited = state.library(str(out))
+    what = (
+        "one image per photo (groups with conflicting labels left out)"
+        if policy == "one-per-group"
+        else "every image, each group of copies as one case"
+    )
+    return str(out), (
+        f"Saved **{library_display_name(str(out))}**: {len(audited)} images, {what}. It is now "
+        "selected; build an index for it below. The original library is unchanged."
+    )
+
+
 def near_duplicate_audit(
     state: AppState, library_path: str | None, *, progress: Progress | None = None
 ) -> tuple[list[tuple[Image.Image, str]], str]:
@@ -103,11 +141,7 @@ def near_duplicate_audit(
     library = state.library(library_path)
     paths = library.cases["path"].tolist()
     labels = library.cases["label"].tolist()
-
-    def compute():
-        return find_duplicate_groups(paths, labels, progress=progress)
-
-    report = state.memo(("audit", library.fingerprint), compute)
+    report = _audit(state, library, progress=progress)
     relpaths = library.cases["relpath"].tolist()
     conflicts = {c.group for c in report.conflicts}
     order = sorted(range(len(report.groups)), key=lambda g: (g not in conflicts, g))

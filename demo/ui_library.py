@@ -84,6 +84,19 @@ def build_library_tab(
             object_fit="contain",
             elem_id="library-audit",
         )
+        with gr.Row():
+            copy_policy = gr.Radio(
+                choices=[
+                    ("Keep one image per photo", "one-per-group"),
+                    ("Keep all; each group of copies is one case", "group-as-case"),
+                ],
+                value="group-as-case",
+                label="Save a copy of this library that handles the copies",
+                elem_id="library-copy-policy",
+                scale=2,
+            )
+            dedup_btn = gr.Button("Save as a new library", elem_id="library-dedup-btn", scale=1)
+        dedup_md = gr.Markdown("", elem_id="library-dedup-message")
     gr.Markdown("### Indexes")
     status = gr.Dataframe(
         value=hl.index_status_table(state, None),
@@ -139,6 +152,21 @@ def build_library_tab(
         guarded(audit),
         [library],
         [audit_gallery, audit_md],
+        api_name=False,
+        concurrency_id="heavy",
+    )
+
+    def save_audited(path, policy, progress=PROGRESS):
+        new_path, message = hl.save_audited_library(
+            state, path, policy, progress=lambda f, m: progress(f, desc=m)
+        )
+        choices = library_choices(extra=extra_libraries)
+        return gr.update(choices=choices, value=new_path), message
+
+    dedup_btn.click(
+        guarded(save_audited),
+        [library, copy_policy],
+        [library, dedup_md],
         api_name=False,
         concurrency_id="heavy",
     )

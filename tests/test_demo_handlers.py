@@ -431,6 +431,14 @@ def test_near_duplicate_audit_finds_a_flipped_copy(env, tmp_path):
     assert "1 group(s) of copies" in text and "1 with conflicting labels" in text
     assert len(strips) == 1 and "LABEL CONFLICT" in strips[0][1]
     assert "flipped.png" in strips[0][1] and "photo-0.png" in strips[0][1]
+    # Saved as a new library under a copy policy; the original stays as it was.
+    path, message = hl.save_audited_library(env["state"], str(lib), "group-as-case")
+    assert "4 images" in message and Path(path).is_file()
+    path, message = hl.save_audited_library(env["state"], str(lib), "one-per-group")
+    assert "2 images" in message  # the conflicting pair is left for a person to settle
+    assert len(env["state"].library(str(lib))) == 4
+    with pytest.raises(ValueError, match="Choose what to do with copies"):
+        hl.save_audited_library(env["state"], str(lib), "drop-everything")
 
 
 # --- Benchmark tab -----------------------------------------------------------------------------
