@@ -160,9 +160,7 @@ def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str
                 "Pick a query on the left: a photo, a library case or a text prompt.",
                 elem_id="summary",
             )
-            gr.Markdown(
-                "**Nearest cases**: green ✓ same diagnosis, red ✗ different, grey unknown."
-            )
+            gr.Markdown("**Nearest cases**: green ✓ same diagnosis, red ✗ different, grey unknown.")
             results = gr.Gallery(
                 label="Nearest cases",
                 show_label=False,  # a floating label would cover the first row's badges
