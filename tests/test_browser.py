@@ -9,11 +9,8 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +18,7 @@ import pytest
 from library_factory import PATTERNS, pattern_image, save_image
 from PIL import Image
 
+from benchmarks.bench_app import free_port, wait_until_serving
 from demo.render import MATCH_RGB, MISMATCH_RGB, UNKNOWN_RGB
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -58,12 +56,6 @@ def chromium_path() -> str | None:
     return shutil.which("chromium")
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def write_library(root: Path) -> dict[str, str]:
     """4 classes x PER_CLASS coloured patterns; returns case id (relpath) -> true label."""
     truth = {}
@@ -73,21 +65,6 @@ def write_library(root: Path) -> dict[str, str]:
             save_image(pattern_image(label, i, size=IMAGE_PX), root / rel)
             truth[rel] = label
     return truth
-
-
-def wait_until_serving(url: str, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"app.py exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(1)
-    raise RuntimeError(f"app.py did not answer {url} in {START_TIMEOUT_S} s:\n{log.read_text()}")
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +98,10 @@ def app(tmp_path_factory) -> Iterator[dict]:
         )
     url = f"http://127.0.0.1:{port}/"
     try:
-        wait_until_serving(url, proc, log)
+        try:
+            wait_until_serving(url, proc, timeout_s=START_TIMEOUT_S)
+        except RuntimeError as err:
+            raise RuntimeError(f"{err}\n{log.read_text()[-3000:]}") from None
         yield {"url": url, "truth": truth, "base": base, "log": log}
     finally:
         if proc.poll() is None:
