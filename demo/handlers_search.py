@@ -267,23 +267,16 @@ def run_search(
     gallery, records = [], []
     for hit in hits:
         verdict = verdict_for(query_label=query_label, hit_label=hit.label)
-        caption = result_caption(
-            rank=hit.rank,
-            label=hit.label,
-            score=hit.score,
-            metric=metric,
-            case_id=hit.case_id,
-            verdict=verdict,
-        )
-        lines = tile_lines(
-            rank=hit.rank,
-            label=hit.label,
-            score=hit.score,
-            metric=metric,
-            case_id=hit.case_id,
-            verdict=verdict,
-        )
-        gallery.append((framed_thumbnail(hit.path, verdict=verdict, lines=lines), caption))
+        shown = {
+            "rank": hit.rank,
+            "label": hit.label,
+            "score": hit.score,
+            "metric": metric,
+            "case_id": hit.case_id,
+            "verdict": verdict,
+        }
+        tile = framed_thumbnail(hit.path, verdict=verdict, lines=tile_lines(**shown))
+        gallery.append((tile, result_caption(**shown)))
         records.append(
             {
                 "rank": hit.rank,
