@@ -162,6 +162,18 @@ def wait_until_serving(url: str, proc: subprocess.Popen | None, *, timeout_s: fl
     raise RuntimeError(f"Nothing answered at {url} within {timeout_s:.0f} s.")
 
 
+def stop_process_group(proc: subprocess.Popen, *, timeout_s: float = 20) -> None:
+    """End a process started with ``start_new_session=True`` and all it started: TERM, then KILL."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=timeout_s)
+
+
 @contextmanager
 def running_app(
     *, library: Path, backbone: str, log: Path, torch_threads: int | None = None
@@ -197,13 +209,7 @@ def running_app(
         wait_until_serving(url, proc, timeout_s=START_TIMEOUT_S)
         yield url
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=20)
+        stop_process_group(proc)
         shutil.rmtree(scratch, ignore_errors=True)
 
 

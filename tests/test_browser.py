@@ -8,7 +8,6 @@ import io
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ import pytest
 from library_factory import PATTERNS, pattern_image, save_image
 from PIL import Image
 
-from benchmarks.bench_app import free_port, wait_until_serving
+from benchmarks.bench_app import free_port, stop_process_group, wait_until_serving
 from demo.render import MATCH_RGB, MISMATCH_RGB, UNKNOWN_RGB
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -104,13 +103,7 @@ def app(tmp_path_factory) -> Iterator[dict]:
             raise RuntimeError(f"{err}\n{log.read_text()[-3000:]}") from None
         yield {"url": url, "truth": truth, "base": base, "log": log}
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=15)
+        stop_process_group(proc)
 
 
 @pytest.fixture(scope="module")
