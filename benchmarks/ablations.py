@@ -1,4 +1,5 @@
-"""Ablations: how retrieval changes with index size (seed 004) and image size (seed 002)."""
+"""Ablations: how retrieval changes with index size (Denner et al. (2024)) and image size (Mahbod et
+al. (2024))."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from PIL import Image
 from benchmarks.protocols import RetrievalRun, as_labels, exclusion_mask, retrieve
 from benchmarks.search import Metric, as_matrix
 
-# Seed 002's MedMNIST sizes; 224 is most backbones' native input.
+# Mahbod et al.'s (2024) MedMNIST sizes; 224 is most backbones' native input.
 IMAGE_SIZES: tuple[int, ...] = (28, 64, 128, 224)
 
 
@@ -36,12 +37,14 @@ def index_size_ablation(
     group_ids: np.ndarray | None = None,
     seed: int = 0,
 ) -> list[RetrievalRun]:
-    """A fixed query set against indexes of N cases per class, one run per N (seed 004, Fig. 3B).
+    """A fixed query set against indexes of N cases per class, one run per N (Denner et al. (2024),
+    Fig. 3B).
 
     Queries: `query_rows`, or `queries_per_class` cases drawn per class (one photo each).
     Index: drawn from the cases that share no case or duplicate group with any query; the
     N-case index is a prefix of one seeded order, so indexes are nested as N grows. Only
-    classes with at least max(N) such cases take part (seed 004 likewise kept classes large
+    classes with at least max(N) such cases take part (Denner et al. (2024) likewise kept classes
+    large
     enough); the run params name the classes left out. k is capped at the smallest index.
     """
     vectors = as_matrix(embeddings, name="embeddings")
@@ -125,7 +128,7 @@ def downsample_image(image: Image.Image, *, size: int) -> Image.Image:
     """Centre-crop to a square and shrink to size x size, as MedMNIST stores its images.
 
     The backbone's own preprocess then scales it back up to its input size, so detail lost
-    here stays lost: that is the image-size ablation of seed 002.
+    here stays lost: that is the image-size ablation of Mahbod et al. (2024).
     """
     if size < 1:
         raise ValueError(f"size must be a positive int, got {size}.")

@@ -1,6 +1,7 @@
 """Search benchmark (issue 3, item 6): latency and recall@10 of exact and HNSW search.
 
-Compares usearch exact, usearch HNSW (f32, f16), numpy brute force and seed 002's per-query
+Compares usearch exact, usearch HNSW (f32, f16), numpy brute force and Mahbod et al.'s (2024)
+per-query
 sklearn cosine_similarity + argsort on clustered vectors grown from real image embeddings,
 and measures the library size above which HNSW answers a single query faster than exact.
 

@@ -1,4 +1,4 @@
-"""Embeddings of a library's images shrunk to each of seed 002's sizes, cached per size.
+"""Embeddings of a library's images shrunk to each of Mahbod et al.'s (2024) sizes, cached per size.
 
 The shrunk images get their own embedding-cache entry (backbone key + "@<size>px"), so they
 never mix with the full-size vectors of the same files and a rerun embeds nothing.

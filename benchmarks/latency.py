@@ -1,4 +1,4 @@
-"""Seed 000's two latencies, measured as a user meets them: seconds per image, per query.
+"""Pham et al.'s (2025) two latencies, measured as a user meets them: seconds per image, per query.
 
 Embedding: image files of the library through ``Backbone.encode_images`` (decode, preprocess,
 forward) in one batch of stated size. Search: embedded queries through the real

@@ -104,8 +104,9 @@ def hit_at_k_per_query(
 def hit_rate_at_k(*, retrieved_labels: np.ndarray, query_labels: np.ndarray, k: int) -> float:
     """Hit rate HR@k = (1/|Q|) sum_q 1{exists i <= k: rel_q(i) = 1}.
 
-    Seed 000 calls it "Top-K accuracy" (share of queries with at least one image of the
-    query's class in the top K); seed 002 calls it ACC@k (its equation 3). Not a precision.
+    Pham et al. (2025) calls it "Top-K accuracy" (share of queries with at least one image of the
+    query's class in the top K); Mahbod et al. (2024) calls it ACC@k (its equation 3). Not a
+    precision.
     """
     return float(
         hit_at_k_per_query(retrieved_labels=retrieved_labels, query_labels=query_labels, k=k).mean()
@@ -127,7 +128,7 @@ def precision_at_k(
     k: int,
     average: Average = "micro",
 ) -> float:
-    """Precision at k as in seed 004 (its equation 1), micro or macro averaged.
+    """Precision at k as in Denner et al. (2024) (its equation 1), micro or macro averaged.
 
     micro: P@k = (1/|Q|) sum_q (1/k) sum_{i<=k} rel_q(i) (every query weighs the same);
     macro: mean over query classes c of the micro P@k of the queries labelled c (every class
@@ -186,10 +187,11 @@ def mean_average_precision_at_k(
     )
 
 
-def average_precision_at_k_seed002_per_query(
+def average_precision_at_k_hits_normalised_per_query(
     *, retrieved_labels: np.ndarray, query_labels: np.ndarray, k: int
 ) -> np.ndarray:
-    """AP@k as seed 002 computes it: (1/H_q) sum_{i<=k} P_q@i * rel_q(i), 0 where H_q = 0.
+    """AP@k as Mahbod et al. (2024) computes it: (1/H_q) sum_{i<=k} P_q@i * rel_q(i), 0 where H_q =
+    0.
 
     H_q = sum_{i<=k} rel_q(i) is the number of relevant items *retrieved in the top k*. The
     paper's equation 1 writes the normaliser as 1/|R_q| with R_q "the number of relevant
@@ -203,16 +205,17 @@ def average_precision_at_k_seed002_per_query(
     return np.where(hits > 0, summed / np.maximum(hits, 1), 0.0)
 
 
-def mean_average_precision_at_k_seed002(
+def mean_average_precision_at_k_hits_normalised(
     *, retrieved_labels: np.ndarray, query_labels: np.ndarray, k: int
 ) -> float:
-    """mAP@k of seed 002 equation 1 (normaliser = relevant items within the top k).
+    """mAP@k of Mahbod et al. (2024) equation 1 (normaliser = relevant items within the top k).
 
     mAP@k = (1/|Q|) sum_q (1/H_q) sum_{i<=k} P_q@i * rel_q(i), queries with no hit count 0.
-    Seed 002 reports it at k = 5; compare with `mean_average_precision_at_k` for the standard one.
+    Mahbod et al. (2024) reports it at k = 5; compare with `mean_average_precision_at_k` for the
+    standard one.
     """
     return float(
-        average_precision_at_k_seed002_per_query(
+        average_precision_at_k_hits_normalised_per_query(
             retrieved_labels=retrieved_labels, query_labels=query_labels, k=k
         ).mean()
     )
@@ -287,7 +290,8 @@ def per_class_mean(*, per_query: np.ndarray, query_labels: np.ndarray) -> dict:
 
 
 def macro_mean(*, per_query: np.ndarray, query_labels: np.ndarray) -> float:
-    """Mean over classes of the per-class means (seed 004's class-wise "macro" average)."""
+    """Mean over classes of the per-class means (Denner et al.'s (2024) class-wise "macro"
+    average)."""
     return _nanmean(
         np.array(list(per_class_mean(per_query=per_query, query_labels=query_labels).values()))
     )

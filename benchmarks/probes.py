@@ -1,6 +1,8 @@
-"""Classifiers on frozen embeddings: linear probes (seed 001) and kNN voting (seed 004).
+"""Classifiers on frozen embeddings: linear probes (Khoiwal & McMillan (2024)) and kNN voting
+(Denner et al. (2024)).
 
-Seed 001: stratified 80/20 split, 5-fold cross-validated grid over C in {0.1, 1, 10, 100},
+Khoiwal & McMillan (2024): stratified 80/20 split, 5-fold cross-validated grid over C in {0.1, 1,
+10, 100},
 logistic regression and linear SVM (hinge and squared hinge), reporting macro one-vs-rest
 AUC, accuracy and macro F1 on the held-out 20 %. Everything is seeded.
 """
@@ -29,7 +31,7 @@ from benchmarks.votes import vote_labels
 
 Classifier = Literal["logistic-regression", "linear-svm"]
 CLASSIFIERS: tuple[str, ...] = ("logistic-regression", "linear-svm")
-SEED001_CS: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0)
+PROBE_CS: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0)
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,7 @@ def linear_probe(
     embeddings: np.ndarray,
     labels: np.ndarray,
     classifier: Classifier = "logistic-regression",
-    cs: tuple[float, ...] = SEED001_CS,
+    cs: tuple[float, ...] = PROBE_CS,
     n_folds: int = 5,
     test_size: float = 0.2,
     seed: int = 0,
@@ -155,10 +157,13 @@ def linear_probe(
     train_rows: np.ndarray | None = None,
     test_rows: np.ndarray | None = None,
 ) -> ClassificationResult:
-    """Seed 001's probe: grid over C by n-fold CV (macro OvR AUC) on train, scored on test.
+    """Khoiwal & McMillan (2024)'s probe: grid over C by n-fold CV (macro OvR AUC) on train, scored
+    on test.
 
-    The linear SVM also tries hinge and squared-hinge loss, as seed 001 did. Raw embeddings,
-    no scaling (seed 001 reports none). `groups` keeps a case's photos within one fold.
+    The linear SVM also tries hinge and squared-hinge loss, as Khoiwal & McMillan (2024) did. Raw
+    embeddings,
+    no scaling (Khoiwal & McMillan (2024) reports none). `groups` keeps a case's photos within one
+    fold.
     """
     if classifier not in CLASSIFIERS:
         raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {classifier!r}.")

@@ -134,9 +134,10 @@ def leave_one_out(
     case_ids: np.ndarray | None = None,
     group_ids: np.ndarray | None = None,
 ) -> RetrievalRun:
-    """Every item queries the rest of one library (seed 000), minus its own case and group.
+    """Every item queries the rest of one library (Pham et al. (2025)), minus its own case and
+    group.
 
-    Seed 000 ranked each of 1,300 photos against the others; here a query also cannot
+    Pham et al. (2025) ranked each of 1,300 photos against the others; here a query also cannot
     retrieve another photo of the same case, nor a near-duplicate (same `group_ids` entry),
     which would otherwise inflate top-1.
     """
@@ -177,7 +178,8 @@ def train_test(
     case_ids: np.ndarray | None = None,
     group_ids: np.ndarray | None = None,
 ) -> RetrievalRun:
-    """Index = one split, queries = another (seeds 002 and 004: train indexed, test queries).
+    """Index = one split, queries = another (Mahbod et al. (2024) and Denner et al. (2024): train
+    indexed, test queries).
 
     When case or group ids are given, an index item sharing either with the query is skipped,
     so a case (or duplicate) split across train and test cannot match itself.
@@ -213,7 +215,7 @@ def cosine_vs_euclidean(
 ) -> dict[str, RetrievalRun]:
     """The same protocol ranked by cosine (L2-normalised) and by Euclidean distance (raw).
 
-    Seed 000 section D: Euclidean on un-normalised vectors lets vector length (lighting,
+    Pham et al. (2025) section D: Euclidean on un-normalised vectors lets vector length (lighting,
     modality) sway the ranking. Leave-one-out unless `splits` is given (then train/test).
     When every vector has the same length (unit-normalised input, or a backbone whose raw
     output has fixed norm) the two rankings coincide by construction; both runs then carry

@@ -35,7 +35,8 @@ def retrieval_records(
     """Every retrieval metric at every k the run is deep enough for, overall and per class.
 
     Metrics: hit_rate (+ _macro), precision (+ _macro), map (standard, min(k, R) normaliser),
-    map_seed002 (seed 002's normaliser), mmv (ties are misses), mmv_ties_counted (seed 002's
+    map_hits_normalised (Mahbod et al.'s (2024) normaliser), mmv (ties are misses), mmv_ties_counted
+    (Mahbod et al.'s (2024)
     code), mrr; and r_precision (k None) when the run ranked at least max(R) neighbours.
     Per class: hit_rate, precision and map at each k.
     """
@@ -56,7 +57,7 @@ def retrieval_records(
             "precision": float(per_query["precision"].mean()),
             "precision_macro": M.macro_mean(per_query=per_query["precision"], query_labels=labels),
             "map": M.mean_average_precision_at_k(**kw, k=k, n_relevant=run.n_relevant),
-            "map_seed002": M.mean_average_precision_at_k_seed002(**kw, k=k),
+            "map_hits_normalised": M.mean_average_precision_at_k_hits_normalised(**kw, k=k),
             "mmv": float(majority_vote_correct_per_query(**kw, k=k).mean()),
             "mmv_ties_counted": float(
                 majority_vote_correct_per_query(**kw, k=k, ties="count").mean()

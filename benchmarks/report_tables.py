@@ -8,7 +8,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-# (metric, k, column title) of the headline table, in seed 000's order plus seeds 002/004.
+# (metric, k, column title) of the headline table, in Pham et al.'s (2025) order plus Mahbod et al.
+# (2024) and Denner et al. (2024).
 HEADLINE: tuple[tuple[str, int, str], ...] = (
     ("hit_rate", 1, "Top-1"),
     ("hit_rate", 2, "Top-2"),
@@ -37,7 +38,7 @@ def fmt(value: object, digits: int = 3) -> str:
 
 
 def fmt_seconds(value: object) -> str:
-    """Seconds as seed 000 prints them: 4 decimals, 6 below a millisecond."""
+    """Seconds as Pham et al. (2025) prints them: 4 decimals, 6 below a millisecond."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     value = float(value)
@@ -194,10 +195,13 @@ def other_protocol_tables(frame: pd.DataFrame) -> list[tuple[str, str]]:
     if not of("linear-probe").empty:
         chunk = of("linear-probe")
         by = [c for c in ("backbone", "method", "C", "n_folds", "n_train", "n_test") if c in chunk]
-        out.append(("Linear probe (seed 001)", _classification_table(chunk, by)))
+        out.append(("Linear probe (Khoiwal & McMillan (2024))", _classification_table(chunk, by)))
     if not of("knn").empty:
         out.append(
-            ("k-NN vote, 80/20 (seed 004)", _classification_table(of("knn"), ["backbone", "k"]))
+            (
+                "k-NN vote, 80/20 (Denner et al. (2024))",
+                _classification_table(of("knn"), ["backbone", "k"]),
+            )
         )
     if not of("train-test").empty:
         out.append(
@@ -218,14 +222,14 @@ def other_protocol_tables(frame: pd.DataFrame) -> list[tuple[str, str]]:
         chunk = of("index-size")
         out.append(
             (
-                "Index size (fixed queries, growing index; seed 004)",
+                "Index size (fixed queries, growing index; Denner et al. (2024))",
                 _retrieval_table(chunk, ["backbone", "index_cases_per_class", "index_items"]),
             )
         )
     if not of("image-size").empty:
         out.append(
             (
-                "Image size (seed 002)",
+                "Image size (Mahbod et al. (2024))",
                 _retrieval_table(of("image-size"), ["backbone", "image_size"]),
             )
         )

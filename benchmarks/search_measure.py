@@ -83,7 +83,8 @@ def brute_force_records(
     matrix_exact: bool,
     log: Log,
 ) -> list[dict]:
-    """seed-002 sklearn and numpy (and usearch exact where no index is built) at one size."""
+    """sklearn cosine + argsort and numpy (and usearch exact where no index is built) at one
+    size."""
     n = len(library)
     singles = {
         "queries": q_eval[: brute_force_queries(n, len(q_eval))],
@@ -102,9 +103,9 @@ def brute_force_records(
     }
     out = [
         _single(
-            method="seed002-sklearn",
+            method="sklearn-argsort",
             **singles,
-            call=lambda q: sm.single_seed002(query=q, library=library),
+            call=lambda q: sm.single_sklearn_argsort(query=q, library=library),
         ),
         _single(
             method="numpy-bruteforce",

@@ -83,8 +83,9 @@ def single_numpy(*, query: np.ndarray, library: np.ndarray, k: int = K) -> np.nd
     return _top_k_rows((library @ query)[None, :], k)[0]
 
 
-def single_seed002(*, query: np.ndarray, library: np.ndarray, k: int = K) -> np.ndarray:
-    """Seed 002's per-query search: sklearn cosine_similarity against the library, full argsort.
+def single_sklearn_argsort(*, query: np.ndarray, library: np.ndarray, k: int = K) -> np.ndarray:
+    """Mahbod et al.'s (2024) per-query search: sklearn cosine_similarity against the library, full
+    argsort.
 
     cosine_similarity re-normalises the whole library on every call; that copy is part of
     what the seed's authors timed, so it is kept.

@@ -71,7 +71,8 @@ def text_to_image(
     k: int | None,
     metric: Metric = "cosine",
 ) -> RetrievalRun:
-    """Each class prompt queries the images (seed 000 section D); relevant = images of that class.
+    """Each class prompt queries the images (Pham et al. (2025) section D); relevant = images of
+    that class.
 
     `text_embeddings[i]` embeds the prompt for `class_names[i]`. query_rows index the prompts,
     neighbour_rows the images. With one query per class, hit rate moves in steps of 1/n_classes.
@@ -101,7 +102,7 @@ def zero_shot_classification(
     image_labels: np.ndarray,
     metric: Metric = "cosine",
 ) -> RetrievalRun:
-    """Each image ranks the class prompts (seed 003): accuracy = hit rate at 1 of this run.
+    """Each image ranks the class prompts (Yan et al. (2025)): accuracy = hit rate at 1 of this run.
 
     Neighbours are prompt rows, so hit rate at k is top-k zero-shot accuracy and the macro
     hit rate at 1 is balanced accuracy. Every image label must be one of `class_names`.

@@ -40,7 +40,8 @@ def majority_vote_correct_per_query(
 
     Tie rule: when several labels share the largest count, a query whose label is one of them
     is NOT correct under ties="miss" (the default: the vote did not name it); ties="count"
-    counts it correct, which is what seed 002's code does (`mMV_k` returns 1 for any tied
+    counts it correct, which is what Mahbod et al.'s (2024) code does (`mMV_k` returns 1 for any
+    tied
     majority containing the query label).
     """
     if ties not in ("miss", "count"):
@@ -66,10 +67,12 @@ def majority_vote_at_k(
     k: int,
     ties: Ties = "miss",
 ) -> float:
-    """mMV@k = (1/|Q|) sum_q 1{L_q = MV(top k of q)} (seed 002, equation 2; reported at k = 5).
+    """mMV@k = (1/|Q|) sum_q 1{L_q = MV(top k of q)} (Mahbod et al. (2024), equation 2; reported at
+    k = 5).
 
     MV is the most frequent label among the top k. See `majority_vote_correct_per_query` for
-    the tie rule: ties="count" reproduces seed 002's code, the default "miss" is stricter.
+    the tie rule: ties="count" reproduces Mahbod et al.'s (2024) code, the default "miss" is
+    stricter.
     """
     return float(
         majority_vote_correct_per_query(

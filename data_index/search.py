@@ -78,7 +78,7 @@ def euclidean_top(
     idx: CaseIndex, q: np.ndarray, *, k: int, excluded: set[int]
 ) -> list[tuple[int, float]]:
     """``k`` nearest (key, distance) pairs by Euclidean distance between raw embeddings,
-    scanning all (the teaching comparison of seed 000; libraries here are small)."""
+    scanning all (the teaching comparison of Pham et al. (2025); libraries here are small)."""
     if len(idx) == 0 or k <= 0:
         return []
     keys = idx.cases["key"].to_numpy(np.int64)

@@ -148,7 +148,10 @@ def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str
             metric = gr.Radio(
                 choices=[
                     ("cosine similarity", "cosine"),
-                    ("Euclidean on raw vectors (seed 000's teaching comparison)", "euclidean"),
+                    (
+                        "Euclidean on raw vectors (Pham et al.'s (2025) teaching comparison)",
+                        "euclidean",
+                    ),
                 ],
                 value="cosine",
                 label="Similarity",

@@ -109,7 +109,7 @@ SPECS: tuple[BackboneSpec, ...] = (
         aliases=("classical", "cbir"),
         options={"loader": "color_texture"},
     ),
-    # --- seed 000, Tables 1-3: general models ------------------------------------------------
+    # --- Pham et al. (2025), Tables 1-3: general models
     BackboneSpec(
         key="clip-vit-l14-hf",
         name="OpenAI CLIP ViT-L/14 (transformers)",
@@ -223,7 +223,7 @@ SPECS: tuple[BackboneSpec, ...] = (
         seeds=(S000,),
         aliases=("siglip",),
     ),
-    # --- seed 000: medical models -------------------------------------------------------------
+    # --- Pham et al. (2025): medical models
     BackboneSpec(
         key="biomedclip",
         name="BiomedCLIP (PubMedBERT, ViT-B/16)",
@@ -315,7 +315,7 @@ SPECS: tuple[BackboneSpec, ...] = (
         seeds=(S000,),
         notes="VisionTextDualEncoderModel; dim and input size unconfirmed.",
     ),
-    # --- seed 000: dermatology models ---------------------------------------------------------
+    # --- Pham et al. (2025): dermatology models
     BackboneSpec(
         key="dermlip-vit-b16",
         name="DermLIP ViT-B/16",

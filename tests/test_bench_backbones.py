@@ -34,4 +34,4 @@ def test_latency_benchmark_writes_records_skips_and_published_figures(tmp_path, 
 def test_published_figures_come_from_the_cited_csv():
     (row,) = published_reference(["dermlip-vit-b16"])
     assert abs(row["embed_ms_per_image"] - 12.357) < 1e-9
-    assert "seed 000" in row["source"] and row["hardware"] == "not stated"
+    assert "Pham et al. (2025)" in row["source"] and row["hardware"] == "not stated"

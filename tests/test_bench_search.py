@@ -77,7 +77,7 @@ def test_brute_force_methods_agree_with_reference(library):
     truth = sm.exact_top_k(queries=queries, library=library)
     singles = {
         "numpy": [sm.single_numpy(query=q, library=library) for q in queries],
-        "seed002": [sm.single_seed002(query=q, library=library) for q in queries],
+        "sklearn_argsort": [sm.single_sklearn_argsort(query=q, library=library) for q in queries],
         "usearch": [
             sm.usearch_exact_matrix(queries=q, library=library, threads=1)[0] for q in queries
         ],
@@ -152,7 +152,7 @@ def test_tiny_run_end_to_end(centres):
     )
     methods = {(r["method"], r["kind"], r["n"]) for r in doc["records"]}
     for method in (
-        "seed002-sklearn",
+        "sklearn-argsort",
         "numpy-bruteforce",
         "usearch-exact",
         "usearch-hnsw-f32",
@@ -160,7 +160,7 @@ def test_tiny_run_end_to_end(centres):
     ):
         assert (method, "single", 900) in methods
     assert ("usearch-exact", "single", 150) in methods  # crossover-only size
-    assert ("seed002-sklearn", "single", 150) not in methods
+    assert ("sklearn-argsort", "single", 150) not in methods
     exact = [r for r in doc["records"] if r["method"] in ("usearch-exact", "numpy-bruteforce")]
     assert all(r["recall_at_10"] == 1.0 for r in exact)
     assert {p["baseline"] for p in doc["crossover"]["per_dim_dtype"]} == {
@@ -169,7 +169,7 @@ def test_tiny_run_end_to_end(centres):
     }
     assert len(logged) >= len(doc["records"])
     table = render_table(doc)
-    assert "seed002-sklearn" in table and "shared, busy 2-core" in table
+    assert "sklearn-argsort" in table and "shared, busy 2-core" in table
     assert table in render_markdown(doc, table=table)
 
 

@@ -91,7 +91,7 @@ def test_metrics_match_brute_force_reference(seed, k):
     assert M.mean_average_precision_at_k(**kw, n_relevant=n_rel) == pytest.approx(
         np.nanmean(ap_std)
     )
-    assert M.mean_average_precision_at_k_seed002(**kw) == pytest.approx(np.mean(ap_002))
+    assert M.mean_average_precision_at_k_hits_normalised(**kw) == pytest.approx(np.mean(ap_002))
     assert M.mean_reciprocal_rank(**kw) == pytest.approx(np.mean(rr))
     for ties in ("miss", "count"):
         expected = np.mean([ref_mmv(r, q, k, ties) for r, q, _ in rows])
@@ -138,18 +138,21 @@ def test_hand_computed_ap_both_normalisers():
     kw = {"retrieved_labels": HAND_RET, "query_labels": HAND_Q, "k": 5}
     # Query "a": relevant at ranks 1, 3, 5 -> P = 1, 2/3, 3/5; sum = 34/15.
     # Query "b": relevant at rank 5 -> P = 1/5.
-    seed002 = M.average_precision_at_k_seed002_per_query(**kw)
-    np.testing.assert_allclose(seed002, [34 / 15 / 3, 0.2 / 1])
+    hits_normalised = M.average_precision_at_k_hits_normalised_per_query(**kw)
+    np.testing.assert_allclose(hits_normalised, [34 / 15 / 3, 0.2 / 1])
     # Standard, index holds 10 "a" and 2 "b": normalisers min(5, 10) = 5 and min(5, 2) = 2.
     std = M.average_precision_at_k_per_query(**kw, n_relevant=np.array([10, 2]))
     np.testing.assert_allclose(std, [34 / 15 / 5, 0.2 / 2])
 
 
-def test_seed002_ap_rewards_a_lone_first_hit_more_than_three_hits():
-    """The surprising property of normalising by hits within the top k (seed 002's code)."""
+def test_hits_normalised_ap_rewards_a_lone_first_hit_more_than_three_hits():
+    """The surprising property of normalising by hits within the top k (Mahbod et al.'s (2024)
+    code)."""
     ret = np.array([[1, 0, 0, 0, 0], [1, 1, 0, 0, 1]])
     q = np.array([1, 1])
-    ap = M.average_precision_at_k_seed002_per_query(retrieved_labels=ret, query_labels=q, k=5)
+    ap = M.average_precision_at_k_hits_normalised_per_query(
+        retrieved_labels=ret, query_labels=q, k=5
+    )
     np.testing.assert_allclose(ap, [1.0, (1 + 1 + 3 / 5) / 3])
     std = M.average_precision_at_k_per_query(
         retrieved_labels=ret, query_labels=q, k=5, n_relevant=np.array([3, 3])

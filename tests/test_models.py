@@ -22,7 +22,7 @@ from models import (
     to_rgb,
 )
 
-SEED000_KEYS = {
+PHAM2025_KEYS = {
     "clip-vit-l14-hf",
     "convnext-clip",
     "metaclip-h14",
@@ -76,10 +76,10 @@ def test_registry_entry_invariants(spec):
         assert status.status in ("gated", "ready")
 
 
-def test_registry_holds_every_seed000_model_and_unique_keys():
+def test_registry_holds_every_pham2025_model_and_unique_keys():
     keys = [s.key for s in list_specs()]
     assert len(keys) == len(set(keys))
-    assert set(keys) >= SEED000_KEYS
+    assert set(keys) >= PHAM2025_KEYS
     assert {"biomedclip", "dinov2-base", "resnet50", "densenet121", "vit-b16", "uni"} <= set(keys)
 
 

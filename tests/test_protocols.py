@@ -339,7 +339,9 @@ def test_retrieval_records_agree_with_metrics():
     overall = {(r["metric"], r["k"]): r["value"] for r in records if r["class"] is None}
     kw = {"retrieved_labels": run.retrieved_labels, "query_labels": run.query_labels}
     assert overall[("hit_rate", 5)] == M.hit_rate_at_k(**kw, k=5)
-    assert overall[("map_seed002", 5)] == M.mean_average_precision_at_k_seed002(**kw, k=5)
+    assert overall[("map_hits_normalised", 5)] == M.mean_average_precision_at_k_hits_normalised(
+        **kw, k=5
+    )
     assert ("hit_rate", 100) not in overall  # deeper than the run
     assert ("r_precision", None) in overall
     per_class = [
