@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import importlib
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from models.base import Backbone, Precision, WeightsUnavailable
-from models.registry import SPECS
+from models.registry import SPECS, SPECS_BY_KEY
 from models.spec import BackboneSpec
 from models.weights import Availability, availability, hub_offline, missing_weights_error
 
-_BY_KEY = {spec.key: spec for spec in SPECS}
+# Loader name (a spec's ``options["loader"]``, else its library) -> (module, function). Each
+# module is imported only when one of its backbones is loaded: importing ``models`` stays
+# cheap, and a missing optional library fails only for its own backbones.
+LOADERS: dict[str, tuple[str, str]] = {
+    "open_clip": ("models.open_clip_backbone", "load_open_clip"),
+    "transformers": ("models.hf_backbone", "load_transformers"),
+    "timm": ("models.timm_backbone", "load_timm"),
+    "efficientnet_lite0": ("models.timm_backbone", "load_efficientnet_lite0"),
+    "color_texture": ("models.color_texture", "load_color_texture"),
+    "xception_ham10000": ("models.xception_ham10000", "XceptionHAM10000Backbone"),
+}
+
+Loader = Callable[..., Backbone]
 
 # Ad-hoc prefixes: any model of a supported library, outside the registry.
 _PREFIXES = {
@@ -50,7 +64,7 @@ def get_spec(name: str) -> BackboneSpec:
     ``hf:org/repo`` or ``hf:/path/to/save_pretrained`` (transformers).
     """
     if not isinstance(name, str) or not name.strip():
-        raise UnknownBackbone(f"Give a backbone name; valid keys: {', '.join(_BY_KEY)}.")
+        raise UnknownBackbone(f"Give a backbone name; valid keys: {', '.join(SPECS_BY_KEY)}.")
     text = name.strip()
     for prefix, library in _PREFIXES.items():
         if text.startswith(prefix):
@@ -58,10 +72,11 @@ def get_spec(name: str) -> BackboneSpec:
     key = _LOOKUP.get(_squash(text))
     if key is None:
         raise UnknownBackbone(
-            f"Unknown backbone '{text}'. Valid keys: {', '.join(_BY_KEY)}; or a library-prefixed "
-            "name such as open_clip:ViT-B-32/openai, hf-hub:org/repo, timm:resnet50, hf:org/repo."
+            f"Unknown backbone '{text}'. Valid keys: {', '.join(SPECS_BY_KEY)}; or a "
+            "library-prefixed name such as open_clip:ViT-B-32/openai, hf-hub:org/repo, "
+            "timm:resnet50, hf:org/repo."
         )
-    return _BY_KEY[key]
+    return SPECS_BY_KEY[key]
 
 
 def _adhoc_spec(text: str, prefix: str, library: str) -> BackboneSpec:
@@ -93,6 +108,14 @@ def _adhoc_spec(text: str, prefix: str, library: str) -> BackboneSpec:
         weights_from=weights_from,
         arch=arch if library != "transformers" else None,
     )
+
+
+def resolve_loader(name: str) -> Loader:
+    """The function (or ``Backbone`` class) that builds backbones of loader ``name``."""
+    if name not in LOADERS:
+        raise ValueError(f"Unknown loader '{name}'. Valid loaders: {', '.join(LOADERS)}.")
+    module, attribute = LOADERS[name]
+    return getattr(importlib.import_module(module), attribute)
 
 
 def backbone_availability(name: str) -> Availability:
@@ -127,29 +150,4 @@ def load_backbone(
         "precision": precision,
         "random_weights": random_weights,
     }
-    loader = spec.options.get("loader", spec.library)
-    if loader == "efficientnet_lite0":
-        from models.timm_backbone import load_efficientnet_lite0
-
-        return load_efficientnet_lite0(spec, **kwargs)
-    if loader == "color_texture":
-        from models.color_texture import load_color_texture
-
-        return load_color_texture(spec, **kwargs)
-    if loader == "xception_ham10000":
-        from models.xception_ham10000 import XceptionHAM10000Backbone
-
-        return XceptionHAM10000Backbone(spec, **kwargs)
-    if loader == "open_clip":
-        from models.open_clip_backbone import load_open_clip
-
-        return load_open_clip(spec, **kwargs)
-    if loader == "transformers":
-        from models.hf_backbone import load_transformers
-
-        return load_transformers(spec, **kwargs)
-    if loader == "timm":
-        from models.timm_backbone import load_timm
-
-        return load_timm(spec, **kwargs)
-    raise UnknownBackbone(f"Backbone '{spec.key}' names an unknown loader '{loader}'.")
+    return resolve_loader(spec.options.get("loader", spec.library))(spec, **kwargs)

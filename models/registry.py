@@ -564,3 +564,5 @@ SPECS: tuple[BackboneSpec, ...] = (
         seeds=(S002,),
     ),
 )
+
+SPECS_BY_KEY: dict[str, BackboneSpec] = {spec.key: spec for spec in SPECS}

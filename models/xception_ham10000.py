@@ -21,6 +21,7 @@ from torch import nn
 
 from models.base import Backbone, ImageInput, WeightsUnavailable
 from models.keras_weights import read_keras_archive
+from models.registry import SPECS_BY_KEY
 from models.spec import BackboneSpec
 from models.xception_arch import SeparableConv2d, SklesionNet
 
@@ -243,10 +244,9 @@ class HAM10000ReferenceClassifier:
         age: float | None = None,
     ) -> None:
         if backbone is None:
-            from models.factory import get_spec
-
-            spec = get_spec("xception-ham10000")
-            backbone = XceptionHAM10000Backbone(spec, device=device, batch_size=batch_size)
+            backbone = XceptionHAM10000Backbone(
+                SPECS_BY_KEY["xception-ham10000"], device=device, batch_size=batch_size
+            )
         if not isinstance(backbone, XceptionHAM10000Backbone) or backbone.random_weights:
             raise ValueError("Give a pretrained xception-ham10000 backbone (not random weights).")
         self.backbone = backbone

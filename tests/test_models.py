@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -21,6 +23,8 @@ from models import (
     open_image,
     to_rgb,
 )
+from models.factory import LOADERS, resolve_loader
+from models.registry import SPECS
 
 PHAM2025_KEYS = {
     "clip-vit-l14-hf",
@@ -126,6 +130,32 @@ def test_unknown_names_list_the_valid_ones(name):
     with pytest.raises(UnknownBackbone) as err:
         get_spec(name)
     assert "efficientnet-lite0" in str(err.value) or "names no model" in str(err.value)
+
+
+REGISTRY_LOADERS = sorted({spec.options.get("loader", spec.library) for spec in SPECS})
+
+
+@pytest.mark.parametrize("loader", REGISTRY_LOADERS)
+def test_every_registry_loader_resolves_to_a_callable(loader):
+    assert callable(resolve_loader(loader))
+
+
+def test_the_loader_table_holds_only_loaders_the_registry_uses():
+    assert sorted(LOADERS) == REGISTRY_LOADERS
+
+
+@pytest.mark.parametrize("loader", ["", "builtin", "keras", "Open_Clip", "models.timm_backbone"])
+def test_unknown_loaders_list_the_valid_ones(loader):
+    with pytest.raises(ValueError, match="Valid loaders: ") as err:
+        resolve_loader(loader)
+    assert all(name in str(err.value) for name in LOADERS)
+
+
+def test_importing_models_imports_no_loader_module():
+    modules = sorted({module for module, _ in LOADERS.values()})
+    code = f"import sys, models; print([m for m in {modules!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_missing_and_unsupported_weights_are_one_clear_sentence():
