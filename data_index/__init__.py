@@ -1,4 +1,11 @@
-"""Case libraries, embedding extraction and usearch indexes: bring your own cases, search them."""
+"""Case libraries, embedding extraction and usearch indexes: bring your own cases, search them.
+
+Owns the case library (``library``: folders, manifests, zips via ``archive``; file checks in
+``validation``), the duplicate audit, embedding extraction and its cache (``embed``,
+``embed_cache``), the index of one library under one backbone (``case_index``, saved by
+``store``, queried through ``search``) and where derived files live (``locations``). Imports
+``models`` and nothing above it: no benchmarks, no UI.
+"""
 
 from data_index.archive import UnsafeArchive
 from data_index.case_index import EXACT_SEARCH_MAX_CASES, CaseIndex

@@ -1,20 +1,40 @@
-"""Nearest-case queries over a CaseIndex: cosine through usearch, Euclidean on raw vectors."""
+"""Nearest-case queries over an index: cosine through usearch, Euclidean on raw vectors.
+
+The queries read an index through ``SearchableIndex`` (what ``CaseIndex`` provides), so this
+module sits below ``case_index`` and never imports it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import pandas as pd
-
-if TYPE_CHECKING:
-    from data_index.case_index import CaseIndex
+from usearch.index import Index
 
 SearchMetric = Literal["cosine", "euclidean"]
 # Columns a Hit carries as fields; every other cases column goes into Hit.metadata.
 _HIT_FIELDS = ("key", "path", "label", "case_id")
+
+
+class SearchableIndex(Protocol):
+    """What a query reads: the usearch index, the key -> case table and the raw vectors."""
+
+    index: Index
+    cases: pd.DataFrame
+    raw: np.ndarray
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def exact(self) -> bool: ...
+
+    def __len__(self) -> int: ...
+
+    def row_positions(self, keys: list[int] | np.ndarray) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -51,7 +71,7 @@ def excluded_keys(cases: pd.DataFrame, exclude_case_ids: Iterable[str]) -> set[i
 
 
 def cosine_top(
-    idx: CaseIndex, q: np.ndarray, *, k: int, excluded: set[int]
+    idx: SearchableIndex, q: np.ndarray, *, k: int, excluded: set[int]
 ) -> list[tuple[int, float]]:
     """``k`` nearest (key, similarity) pairs, over-fetching past excluded keys so that ``k``
     come back whenever the index holds that many others."""
@@ -75,7 +95,7 @@ def cosine_top(
 
 
 def euclidean_top(
-    idx: CaseIndex, q: np.ndarray, *, k: int, excluded: set[int]
+    idx: SearchableIndex, q: np.ndarray, *, k: int, excluded: set[int]
 ) -> list[tuple[int, float]]:
     """``k`` nearest (key, distance) pairs by Euclidean distance between raw embeddings,
     scanning all (the teaching comparison of Pham et al. (2025); libraries here are small)."""
@@ -89,7 +109,7 @@ def euclidean_top(
     return [(int(keys[i]), float(dist[i])) for i in order if np.isfinite(dist[i])]
 
 
-def to_hits(idx: CaseIndex, pairs: list[tuple[int, float]]) -> list[Hit]:
+def to_hits(idx: SearchableIndex, pairs: list[tuple[int, float]]) -> list[Hit]:
     rows = idx.cases.iloc[idx.row_positions([key for key, _ in pairs])]
     extra = [c for c in idx.cases.columns if c not in _HIT_FIELDS]
     hits = []
@@ -112,7 +132,7 @@ def to_hits(idx: CaseIndex, pairs: list[tuple[int, float]]) -> list[Hit]:
 
 
 def search_vector(
-    idx: CaseIndex,
+    idx: SearchableIndex,
     query: np.ndarray,
     *,
     k: int = 10,
