@@ -8,7 +8,7 @@ from collections.abc import Callable
 import gradio as gr
 import pandas as pd
 
-from demo import handlers_bench as hb
+import demo.handlers_bench as hb
 from demo.errors import guarded
 from demo.state import AppState
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import gradio as gr
 
-from demo import handlers_library as hl
+import demo.handlers_library as hl
 from demo.config import library_choices
 from demo.errors import guarded
 from demo.state import AppState
