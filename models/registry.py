@@ -1,14 +1,12 @@
-"""Every backbone the project knows: the seed papers' models plus the ones that run offline here.
+"""Every backbone the project knows: the papers' models plus the ones that run offline here.
 
-Sources: ../shared/reference/backbones.md (open_clip pretrained tables, model cards, the seed
+Sources: ../shared/reference/backbones.md (open_clip pretrained tables, model cards, the papers'
 repositories). Adding a backbone is one entry; the CLI, the app and the tests read this list.
 """
 
 from __future__ import annotations
 
 from models.spec import BackboneSpec
-
-S000, S001, S002, S003, S004 = "000", "001", "002", "003", "004"
 
 OPENAI_CLIP_L14 = {
     "class": "CLIPConfig",
@@ -122,7 +120,7 @@ SPECS: tuple[BackboneSpec, ...] = (
         licence="MIT",
         params_m=428,
         reference="https://huggingface.co/openai/clip-vit-large-patch14",
-        seeds=(S000,),
+        papers=("pham2025",),
         options={"arch_config": OPENAI_CLIP_L14},
     ),
     BackboneSpec(
@@ -139,7 +137,7 @@ SPECS: tuple[BackboneSpec, ...] = (
         params_m=180,
         reference="https://huggingface.co/laion/CLIP-convnext_base_w-laion2B-s13B-b82K-augreg",
         arch="convnext_base_w",
-        seeds=(S000,),
+        papers=("pham2025",),
     ),
     BackboneSpec(
         key="metaclip-h14",
@@ -155,7 +153,7 @@ SPECS: tuple[BackboneSpec, ...] = (
         params_m=986,
         reference="https://github.com/facebookresearch/MetaCLIP",
         arch="ViT-H-14-quickgelu",
-        seeds=(S000,),
+        papers=("pham2025",),
     ),
     BackboneSpec(
         key="mobileclip-s2",
@@ -171,7 +169,7 @@ SPECS: tuple[BackboneSpec, ...] = (
         params_m=99,
         reference="https://github.com/apple/ml-mobileclip",
         arch="MobileCLIP-S2",
-        seeds=(S000,),
+        papers=("pham2025",),
     ),
     BackboneSpec(
         key="clip-vit-b32",
@@ -187,7 +185,7 @@ SPECS: tuple[BackboneSpec, ...] = (
         params_m=151,
         reference="https://github.com/openai/CLIP",
         arch="ViT-B-32",
-        seeds=(S000,),
+        papers=("pham2025",),
         aliases=("clip",),
     ),
     BackboneSpec(
@@ -204,7 +202,7 @@ SPECS: tuple[BackboneSpec, ...] = (
         params_m=428,
         reference="https://github.com/openai/CLIP",
         arch="ViT-L-14",
-        seeds=(S000,),
+        papers=("pham2025",),
     ),
     BackboneSpec(
         key="siglip-so400m",
@@ -220,7 +218,7 @@ SPECS: tuple[BackboneSpec, ...] = (
         params_m=878,
         reference="https://huggingface.co/timm/ViT-SO400M-14-SigLIP-384",
         arch="ViT-SO400M-14-SigLIP-384",
-        seeds=(S000,),
+        papers=("pham2025",),
         aliases=("siglip",),
     ),
     # --- Pham et al. (2025): medical models
@@ -236,7 +234,7 @@ SPECS: tuple[BackboneSpec, ...] = (
         licence="MIT",
         params_m=196,
         reference="https://huggingface.co/microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224",
-        seeds=(S000, S002, S004),
+        papers=("pham2025", "mahbod2024", "denner2024"),
         notes="Offline use needs its PubMedBERT tokenizer files cached as well.",
     ),
     BackboneSpec(
@@ -251,7 +249,7 @@ SPECS: tuple[BackboneSpec, ...] = (
         licence="unconfirmed",
         params_m=151,
         reference="https://huggingface.co/Idan0405/ClipMD",
-        seeds=(S000,),
+        papers=("pham2025",),
         notes="Runs the repository's own modelling code (trust_remote_code).",
         options={"from_pretrained": {"trust_remote_code": True}, "arch_config": OPENAI_CLIP_B32},
     ),
@@ -266,7 +264,7 @@ SPECS: tuple[BackboneSpec, ...] = (
         has_text=True,
         licence="unconfirmed",
         reference="https://huggingface.co/lion-ai/MedImageInsights",
-        seeds=(S000,),
+        papers=("pham2025",),
         unsupported="ships its own model code outside transformers/open_clip/timm (official "
         "route: Azure AI); not loadable by this project's loaders",
     ),
@@ -283,7 +281,7 @@ SPECS: tuple[BackboneSpec, ...] = (
         gated=True,
         params_m=878,
         reference="https://huggingface.co/google/medsiglip-448",
-        seeds=(S000,),
+        papers=("pham2025",),
         options={"arch_config": SIGLIP_SO400M_448},
     ),
     BackboneSpec(
@@ -298,7 +296,7 @@ SPECS: tuple[BackboneSpec, ...] = (
         licence=_NC,
         params_m=151,
         reference="https://huggingface.co/vinid/plip",
-        seeds=(S000,),
+        papers=("pham2025",),
         options={"arch_config": OPENAI_CLIP_B32},
     ),
     BackboneSpec(
@@ -312,7 +310,7 @@ SPECS: tuple[BackboneSpec, ...] = (
         has_text=True,
         licence="unconfirmed",
         reference="https://huggingface.co/kaveh/rclip",
-        seeds=(S000,),
+        papers=("pham2025",),
         notes="VisionTextDualEncoderModel; dim and input size unconfirmed.",
     ),
     # --- Pham et al. (2025): dermatology models
@@ -329,7 +327,7 @@ SPECS: tuple[BackboneSpec, ...] = (
         params_m=150,
         reference="https://huggingface.co/redlessone/DermLIP_ViT-B-16",
         arch="ViT-B-16",
-        seeds=(S000,),
+        papers=("pham2025",),
         aliases=("dermlip",),
     ),
     BackboneSpec(
@@ -346,9 +344,9 @@ SPECS: tuple[BackboneSpec, ...] = (
         params_m=428,
         reference="https://huggingface.co/yyupenn/whylesionclip",
         arch="ViT-L-14",
-        seeds=(S000,),
+        papers=("pham2025",),
     ),
-    # --- other seeds ----------------------------------------------------------------------------
+    # --- other papers ----------------------------------------------------------------------------
     BackboneSpec(
         key="dermlip-panderm",
         name="DermLIP PanDerm-base (PubMedBERT)",
@@ -360,7 +358,7 @@ SPECS: tuple[BackboneSpec, ...] = (
         has_text=True,
         licence="CC-BY-NC-ND-4.0",
         reference="https://huggingface.co/redlessone/DermLIP_PanDerm-base-w-PubMed-256",
-        seeds=(S003,),
+        papers=("make2025",),
         unsupported="needs the Derm1M fork of open_clip (its PanDerm image tower is not in "
         "open_clip_torch)",
     ),
@@ -376,7 +374,7 @@ SPECS: tuple[BackboneSpec, ...] = (
         licence="none stated (trained on non-commercial data)",
         reference="https://huggingface.co/xieji-x/MAKE",
         arch="ViT-B-16",
-        seeds=(S003,),
+        papers=("make2025",),
     ),
     BackboneSpec(
         key="monet",
@@ -390,7 +388,7 @@ SPECS: tuple[BackboneSpec, ...] = (
         licence="none stated",
         params_m=428,
         reference="https://huggingface.co/suinleelab/monet",
-        seeds=(S003,),
+        papers=("make2025",),
         options={"arch_config": OPENAI_CLIP_L14},
     ),
     BackboneSpec(
@@ -405,7 +403,7 @@ SPECS: tuple[BackboneSpec, ...] = (
         licence="CC-BY-NC-ND-4.0",
         params_m=304,
         reference="https://github.com/SiyuanYan1/PanDerm",
-        seeds=(S003,),
+        papers=("make2025",),
         unsupported="its checkpoint is distributed through the authors' links with their own "
         "model code, not through a hub these loaders read",
     ),
@@ -423,7 +421,7 @@ SPECS: tuple[BackboneSpec, ...] = (
         params_m=303,
         reference="https://huggingface.co/MahmoodLab/UNI",
         arch="vit_large_patch16_224",
-        seeds=(S002,),
+        papers=("mahbod2024",),
         options={"model_kwargs": {"init_values": 1e-5, "dynamic_img_size": True}},
     ),
     BackboneSpec(
@@ -438,7 +436,7 @@ SPECS: tuple[BackboneSpec, ...] = (
         licence="CC-BY-NC-ND-4.0",
         gated=True,
         reference="https://huggingface.co/MahmoodLab/CONCH",
-        seeds=(S002,),
+        papers=("mahbod2024",),
         unsupported="needs the authors' `conch` package (installed from GitHub, not PyPI)",
     ),
     BackboneSpec(
@@ -452,7 +450,7 @@ SPECS: tuple[BackboneSpec, ...] = (
         has_text=True,
         licence="unconfirmed",
         reference="https://github.com/RyanWangZf/MedCLIP",
-        seeds=(S002, S004),
+        papers=("mahbod2024", "denner2024"),
         unsupported="weights come through the `medclip` package's own download links and "
         "model classes, not a hub repository these loaders read",
     ),
@@ -468,7 +466,7 @@ SPECS: tuple[BackboneSpec, ...] = (
         licence="Apache-2.0",
         params_m=86,
         reference="https://huggingface.co/facebook/dinov2-base",
-        seeds=(S004,),
+        papers=("denner2024",),
         aliases=("dinov2",),
         options={"arch_config": {"class": "Dinov2Config", "kwargs": {}}},
     ),
@@ -484,7 +482,7 @@ SPECS: tuple[BackboneSpec, ...] = (
         licence="Apache-2.0",
         params_m=86,
         reference="https://huggingface.co/google/vit-base-patch16-224-in21k",
-        seeds=(S004,),
+        papers=("denner2024",),
         aliases=("vit",),
         options={"arch_config": {"class": "ViTConfig", "kwargs": {}}},
     ),
@@ -500,7 +498,7 @@ SPECS: tuple[BackboneSpec, ...] = (
         licence="unconfirmed",
         params_m=86,
         reference="https://huggingface.co/facebook/vit-mae-base",
-        seeds=(S004,),
+        papers=("denner2024",),
         options={"arch_config": {"class": "ViTMAEConfig", "kwargs": {"mask_ratio": 0.0}}},
     ),
     BackboneSpec(
@@ -516,7 +514,7 @@ SPECS: tuple[BackboneSpec, ...] = (
         params_m=25.6,
         reference="https://huggingface.co/timm/resnet50.tv_in1k",
         arch="resnet50",
-        seeds=(S001, S002, S004),
+        papers=("khoiwal2024", "mahbod2024", "denner2024"),
     ),
     BackboneSpec(
         key="densenet121",
@@ -531,7 +529,7 @@ SPECS: tuple[BackboneSpec, ...] = (
         params_m=8.0,
         reference="https://huggingface.co/timm/densenet121.tv_in1k",
         arch="densenet121",
-        seeds=(S002,),
+        papers=("mahbod2024",),
     ),
     BackboneSpec(
         key="vgg19",
@@ -546,7 +544,7 @@ SPECS: tuple[BackboneSpec, ...] = (
         params_m=143.7,
         reference="https://huggingface.co/timm/vgg19.tv_in1k",
         arch="vgg19",
-        seeds=(S002,),
+        papers=("mahbod2024",),
     ),
     BackboneSpec(
         key="efficientnetv2-m",
@@ -561,7 +559,7 @@ SPECS: tuple[BackboneSpec, ...] = (
         params_m=54.1,
         reference="https://huggingface.co/timm/tf_efficientnetv2_m.in21k_ft_in1k",
         arch="tf_efficientnetv2_m",
-        seeds=(S002,),
+        papers=("mahbod2024",),
     ),
 )
 

@@ -38,7 +38,7 @@ class BackboneSpec:
     pretrained_tag: str | None = None
     arch: str | None = None
     tokenizer: str | None = None
-    seeds: tuple[str, ...] = ()
+    papers: tuple[str, ...] = ()  # keys of ../shared/reference/papers.md that use it
     unsupported: str | None = None
     notes: str = ""
     aliases: tuple[str, ...] = ()
