@@ -12,8 +12,12 @@ import pandas as pd
 from PIL import Image
 
 from data_index import CaseLibrary
-from data_index.audit import find_duplicate_groups, render_group_strip
-from data_index.audit_library import POLICIES, write_audited_manifest
+from data_index.audit import (
+    POLICIES,
+    find_duplicate_groups,
+    render_group_strip,
+    write_audited_manifest,
+)
 from data_index.locations import slug
 from demo.config import library_choices, library_display_name, uploads_dir
 from demo.state import AppState, Progress
