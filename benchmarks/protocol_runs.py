@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.ablations import index_size_ablation
-from benchmarks.duplicates import case_or_copy_groups, queries_with_copy
 from benchmarks.image_sizes import image_size_runs
 from benchmarks.probes import knn_classification, linear_probe
 from benchmarks.protocols import (
@@ -34,6 +33,7 @@ from benchmarks.text_protocols import (
     text_to_image,
     zero_shot_classification,
 )
+from data_index.audit import case_or_copy_groups, queries_with_copy
 from models import Backbone
 
 # Pham et al. (2025) reports Top-1/2/5/10/20; Mahbod et al. (2024) and Denner et al. (2024) use 5

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.duplicates import LibraryDuplicates, library_duplicates
 from benchmarks.latency import (
     SUMMARY_KEYS,
     LatencySettings,
@@ -32,6 +31,7 @@ from benchmarks.latency import (
 from benchmarks.protocol_runs import Embedded, ProtocolSkipped, parse_protocols, protocol_records
 from benchmarks.results_file import append_records
 from benchmarks.timing import device_description
+from data_index.audit import DuplicateReport, audit_library
 from data_index.case_index import CaseIndex
 from data_index.library import CaseLibrary
 from models import Backbone, availability, get_spec, list_specs, load_backbone
@@ -111,7 +111,7 @@ def open_library(library: str | Path | CaseLibrary) -> CaseLibrary:
     return loaded
 
 
-def _aligned(dups: LibraryDuplicates | None, relpaths_all: list[str], relpaths: list[str]):
+def _aligned(dups: DuplicateReport | None, relpaths_all: list[str], relpaths: list[str]):
     if dups is None:  # no audit wanted: every image its own group
         return np.arange(len(relpaths), dtype=np.int64)
     by_path = dict(zip(relpaths_all, dups.group_ids.tolist(), strict=True))
@@ -153,7 +153,7 @@ def run_benchmark(
     dups = None
     if not random_weights:
         say(0.0, f"{lib.name}: looking for copies of one photo (duplicate audit)")
-        dups = library_duplicates(
+        dups = audit_library(
             lib, progress=lambda f, m: say(0.1 * f / len(keys), f"{lib.name}: audit, {m}")
         )
     missing_here = ", ".join(s.key for s in list_specs() if not availability(s).ready)
@@ -216,7 +216,7 @@ def _backbone_records(
     step: Progress,
     embeddings_cache: Path | None,
     num_workers: int | None,
-    dups: LibraryDuplicates | None,
+    dups: DuplicateReport | None,
     relpaths_all: list[str],
 ) -> list[dict]:
     """Latency, then each protocol (pretrained only), for one backbone on one library."""

@@ -81,14 +81,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     report = library.report
     audit = None
     if not args.no_audit and len(library):
-        from data_index.audit import find_duplicate_groups
+        from data_index.audit import audit_library
 
         cases = library.cases
         with progress_bar("duplicate audit") as bar:
-            audit = find_duplicate_groups(
-                cases["path"].tolist(),
-                cases["label"].astype(str).tolist(),
-                progress=lambda fraction, _message: bar(round(fraction * 1000), 1000),
+            audit = audit_library(
+                library, progress=lambda fraction, _message: bar(round(fraction * 1000), 1000)
             )
         report.sections.append(
             ("Copies of one photo (duplicate audit)", _audit_text(audit, cases, args.max_items))

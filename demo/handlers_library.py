@@ -12,8 +12,7 @@ import pandas as pd
 from PIL import Image
 
 from data_index import CaseLibrary
-from data_index.audit import find_duplicate_groups, render_group_strip
-from data_index.audit_library import POLICIES, write_audited_manifest
+from data_index.audit import POLICIES, audit_library, render_group_strip, write_audited_manifest
 from data_index.locations import slug
 from demo.config import library_choices, library_display_name, uploads_dir
 from demo.state import AppState, Progress
@@ -94,16 +93,6 @@ def _captions(labels, relpaths) -> list[str]:
     return [f"{lab} · {Path(r).stem}" for lab, r in zip(labels, relpaths, strict=True)]
 
 
-def _audit(state: AppState, library, *, progress: Progress | None = None):
-    """The library's duplicate report, computed once per library version."""
-    paths = library.cases["path"].tolist()
-    labels = library.cases["label"].tolist()
-    return state.memo(
-        ("audit", library.fingerprint),
-        lambda: find_duplicate_groups(paths, labels, progress=progress),
-    )
-
-
 def save_audited_library(
     state: AppState, library_path: str | None, policy: str, *, progress: Progress | None = None
 ) -> tuple[str, str]:
@@ -114,7 +103,7 @@ def save_audited_library(
     if policy not in POLICIES:
         raise ValueError(f"Choose what to do with copies: {', '.join(POLICIES)}.")
     library = state.library(library_path)
-    report = _audit(state, library, progress=progress)
+    report = audit_library(library, progress=progress)
     if not report.groups:
         raise ValueError("The audit found no copies in this library: there is nothing to change.")
     out = uploads_dir() / f"{slug(library.name)}-{policy}-{library.fingerprint[:8]}.csv"
@@ -135,13 +124,14 @@ def near_duplicate_audit(
     state: AppState, library_path: str | None, *, progress: Progress | None = None
 ) -> tuple[list[tuple[Image.Image, str]], str]:
     """Copies of one photo (flipped, cropped, re-encoded) found by ``data_index.audit``, as
-    side-by-side strips; computed once per library version (about 10 s per 400 images)."""
+    side-by-side strips; audited once per library version (about 10 s per 400 images), the
+    same cached audit that ``validate`` and the benchmark read."""
     if not library_path:
         raise ValueError("Pick a library first.")
     library = state.library(library_path)
     paths = library.cases["path"].tolist()
     labels = library.cases["label"].tolist()
-    report = _audit(state, library, progress=progress)
+    report = audit_library(library, progress=progress)
     relpaths = library.cases["relpath"].tolist()
     conflicts = {c.group for c in report.conflicts}
     order = sorted(range(len(report.groups)), key=lambda g: (g not in conflicts, g))

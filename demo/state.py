@@ -180,7 +180,7 @@ class AppState:
 
     # --- other derived results -------------------------------------------------------------
     def memo(self, key: tuple, compute: Callable[[], object]) -> object:
-        """Compute a derived result once per key (e.g. the near-duplicate audit of a library)."""
+        """Compute a derived result once per key (e.g. the t-SNE map of an index)."""
         with self._lock("memo", *key):
             if key not in self._memo:
                 self._memo[key] = compute()

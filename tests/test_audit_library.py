@@ -8,8 +8,7 @@ from library_factory import save_image
 from PIL import Image, ImageOps
 
 from data_index import CaseLibrary
-from data_index.audit import find_duplicate_groups
-from data_index.audit_library import audited_manifest, write_audited_manifest
+from data_index.audit import audited_manifest, find_duplicate_groups, write_audited_manifest
 
 
 @pytest.fixture(scope="module")

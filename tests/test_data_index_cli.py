@@ -161,8 +161,9 @@ def test_bad_input_exits_2_with_a_sentence(workspace, capsys, tmp_path, args, me
     assert code == 2 and err.startswith("error: ") and message in err, err
 
 
-def test_validate_lists_copies_and_label_conflicts(tmp_path, capsys):
+def test_validate_lists_copies_and_label_conflicts(tmp_path, capsys, monkeypatch):
     data = pytest.importorskip("skimage.data")
+    monkeypatch.setenv("DERMSEARCH_CACHE", str(tmp_path / "cache"))
     from PIL import Image, ImageOps
 
     lib = tmp_path / "audited"

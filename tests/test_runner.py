@@ -15,7 +15,6 @@ from library_factory import make_folder_library, save_image
 from PIL import Image
 
 from benchmarks.__main__ import main
-from benchmarks.duplicates import case_or_copy_groups, library_duplicates, queries_with_copy
 from benchmarks.latency import LatencySettings
 from benchmarks.protocol_runs import parse_protocols
 from benchmarks.report import markdown_report
@@ -23,6 +22,7 @@ from benchmarks.report_tables import latest_runs
 from benchmarks.results_file import read_records
 from benchmarks.runner import BenchmarkCancelled, run_benchmark
 from data_index import CaseLibrary
+from data_index.audit import audit_cache_file, audit_library, case_or_copy_groups, queries_with_copy
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = LatencySettings(batch_size=4, n_queries=5, repeats=2, warmup=1)
@@ -158,8 +158,9 @@ def test_duplicate_exclusion_counts_and_both_figures(colour_run, workspace):
     # The photo and its mirror find each other only when the duplicate rule is off.
     assert value("case-only") > value("case+duplicates")
     library = CaseLibrary.load(workspace / "lib")
-    dups = library_duplicates(library)
-    assert dups.from_cache and dups.n_groups == 1
+    assert audit_cache_file(library).is_file()  # the runner's audit, read back below
+    dups = audit_library(library)
+    assert dups.n_groups == 1
     rows = library.cases["relpath"].tolist()
     ids = dict(zip(rows, dups.group_ids.tolist(), strict=True))
     assert ids["red-stripes/photo.jpg"] == ids["red-stripes/copy.jpg"]

@@ -42,8 +42,9 @@ from pathlib import Path
 
 import numpy as np
 
-from data_index.audit_features import ImageSignature, signature_of_path
-from data_index.audit_match import (
+from data_index.audit.features import ImageSignature, signature_of_path
+from data_index.audit.groups import UnionFind
+from data_index.audit.match import (
     MatchSettings,
     PairEvidence,
     candidate_pairs,
@@ -52,46 +53,17 @@ from data_index.audit_match import (
     verify_pair,
     window_scores,
 )
-from data_index.audit_render import render_group_strip
-from data_index.audit_report import (
+from data_index.audit.report import (
     CrossDuplicate,
     CrossReport,
     DuplicatePair,
     DuplicateReport,
-    LabelConflict,
+    group_ids_of,
+    label_conflicts,
 )
-
-__all__ = [
-    "CrossDuplicate",
-    "CrossReport",
-    "DuplicatePair",
-    "DuplicateReport",
-    "LabelConflict",
-    "MatchSettings",
-    "PairEvidence",
-    "find_cross_duplicates",
-    "find_duplicate_groups",
-    "render_group_strip",
-]
 
 # progress(fraction_done, message): the call shape of gradio's gr.Progress and easy to print.
 Progress = Callable[[float, str], None]
-
-
-class _UnionFind:
-    def __init__(self, n: int) -> None:
-        self.parent = list(range(n))
-
-    def find(self, x: int) -> int:
-        while self.parent[x] != x:
-            self.parent[x] = self.parent[self.parent[x]]  # path halving keeps trees flat
-            x = self.parent[x]
-        return x
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
 
 
 def _check_labels(labels: Sequence[object] | None, n: int, what: str) -> list[str] | None:
@@ -201,7 +173,7 @@ def find_duplicate_groups(
     )
     confirmed = _verify(candidates, sigs, sigs, settings, progress)
 
-    union = _UnionFind(len(paths))
+    union = UnionFind(len(paths))
     pairs = []
     for i, j, evidence in confirmed:
         a, b = readable[i], readable[j]
@@ -211,24 +183,13 @@ def find_duplicate_groups(
     for row in range(len(paths)):
         components.setdefault(union.find(row), []).append(row)
     groups = sorted((m for m in components.values() if len(m) > 1), key=lambda m: m[0])
-    group_ids = np.empty(len(paths), dtype=np.int64)
-    for g, members in enumerate(groups):
-        group_ids[members] = g
-    singles = [m[0] for m in components.values() if len(m) == 1]
-    group_ids[sorted(singles)] = np.arange(len(groups), len(groups) + len(singles))
-
-    conflicts = []
-    if label_list is not None:
-        for g, members in enumerate(groups):
-            member_labels = [label_list[r] for r in members]
-            if len(set(member_labels)) > 1:
-                conflicts.append(LabelConflict(g, list(members), member_labels))
+    conflicts = label_conflicts(groups, label_list)
     if progress is not None:
         progress(1.0, "done")
     return DuplicateReport(
         paths=paths,
         labels=label_list,
-        group_ids=group_ids,
+        group_ids=group_ids_of(groups, len(paths)),
         groups=[list(m) for m in groups],
         conflicts=conflicts,
         pairs=pairs,

@@ -125,7 +125,7 @@ def colour_vector(rgb: np.ndarray) -> np.ndarray:
 
 
 def _orb(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """Keypoints strongest first, so a prefix is a cheap first look (see audit_match)."""
+    """Keypoints strongest first, so a prefix is a cheap first look (see match.py)."""
     orb = cv2.ORB_create(nfeatures=ORB_FEATURES, edgeThreshold=15, fastThreshold=8)
     keypoints, descriptors = orb.detectAndCompute(grey, None)
     if descriptors is None or not keypoints:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from data_index.audit_features import ORB_FEATURES, ImageSignature, square_window_sets
+from data_index.audit.features import ORB_FEATURES, ImageSignature, square_window_sets
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from data_index.audit_match import PairEvidence
+from data_index.audit.match import PairEvidence
 
 
 class DuplicatePair(NamedTuple):
@@ -32,6 +32,28 @@ class LabelConflict:
     labels: list[str]  # the member labels, aligned with members
 
 
+def group_ids_of(groups: list[list[int]], n: int) -> np.ndarray:
+    """Group id per row: ``groups[g]`` gets ``g``, every other row an id of its own after them."""
+    ids = np.full(n, -1, dtype=np.int64)
+    for g, members in enumerate(groups):
+        ids[members] = g
+    singles = np.flatnonzero(ids < 0)
+    ids[singles] = np.arange(len(groups), len(groups) + len(singles))
+    return ids
+
+
+def label_conflicts(groups: list[list[int]], labels: list[str] | None) -> list[LabelConflict]:
+    """The groups whose members carry more than one label."""
+    if labels is None:
+        return []
+    conflicts = []
+    for g, members in enumerate(groups):
+        member_labels = [labels[r] for r in members]
+        if len(set(member_labels)) > 1:
+            conflicts.append(LabelConflict(g, list(members), member_labels))
+    return conflicts
+
+
 @dataclass
 class DuplicateReport:
     """Groups of copies in one library; rows refer to the order of the input paths."""
@@ -46,6 +68,14 @@ class DuplicateReport:
     seconds: float = 0.0
     n_candidates: int = 0
 
+    @property
+    def n_groups(self) -> int:
+        return len(self.groups)
+
+    @property
+    def n_conflicts(self) -> int:
+        return len(self.conflicts)
+
     def same_photo(self, row: int) -> list[int]:
         """All rows showing the same photo as ``row`` (itself included)."""
         return [int(i) for i in np.flatnonzero(self.group_ids == self.group_ids[row])]
@@ -55,10 +85,10 @@ class DuplicateReport:
         return {
             "n_images": len(self.paths),
             "n_unreadable": len(self.unreadable),
-            "n_groups": len(self.groups),
+            "n_groups": self.n_groups,
             "n_images_in_groups": n_in,
             "n_distinct_photos": len(self.paths) - n_in + len(self.groups),
-            "n_conflicts": len(self.conflicts),
+            "n_conflicts": self.n_conflicts,
             "n_pairs_confirmed": len(self.pairs),
             "n_candidates_checked": self.n_candidates,
             "seconds": round(self.seconds, 2),

@@ -9,7 +9,7 @@ from typing import Literal
 
 import pandas as pd
 
-from data_index.audit_report import DuplicateReport
+from data_index.audit.report import DuplicateReport
 from data_index.library import CaseLibrary
 
 CopyPolicy = Literal["one-per-group", "group-as-case"]

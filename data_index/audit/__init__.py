@@ -1,0 +1,58 @@
+"""The copy audit: which images of a library are copies of one photo, and what to do about them.
+
+This package owns the audit and its one cache. Every front end (``python -m data_index
+validate``, the app's Library tab, the benchmark runner) calls ``audit_library``, which audits
+a library version once and keeps the report under the cache root, keyed by the library's
+fingerprint and the audit's settings.
+
+- ``core``: the method; ``find_duplicate_groups`` within one library, ``find_cross_duplicates``
+  between two sets of images.
+- ``features``, ``match``: per-image signatures, candidate search and the geometric check.
+- ``report``: what an audit returns (groups, label conflicts, the evidence for each pair).
+- ``cache``: ``audit_library``, the cached audit of a library.
+- ``groups``: duplicate-group id arrays joined with cases (for splits and query counts).
+- ``copy_policy``: a library rewritten as one image per photo, or each group as one case.
+- ``render``: a thumbnail strip of one group, for the UI and for checking by eye.
+"""
+
+from data_index.audit.cache import AUDIT_VERSION, audit_cache_file, audit_library
+from data_index.audit.copy_policy import (
+    POLICIES,
+    CopyPolicy,
+    audited_manifest,
+    write_audited_manifest,
+)
+from data_index.audit.core import Progress, find_cross_duplicates, find_duplicate_groups
+from data_index.audit.groups import case_or_copy_groups, queries_with_copy
+from data_index.audit.match import MatchSettings, PairEvidence
+from data_index.audit.render import render_group_strip
+from data_index.audit.report import (
+    CrossDuplicate,
+    CrossReport,
+    DuplicatePair,
+    DuplicateReport,
+    LabelConflict,
+)
+
+__all__ = [
+    "AUDIT_VERSION",
+    "POLICIES",
+    "CopyPolicy",
+    "CrossDuplicate",
+    "CrossReport",
+    "DuplicatePair",
+    "DuplicateReport",
+    "LabelConflict",
+    "MatchSettings",
+    "PairEvidence",
+    "Progress",
+    "audit_cache_file",
+    "audit_library",
+    "audited_manifest",
+    "case_or_copy_groups",
+    "find_cross_duplicates",
+    "find_duplicate_groups",
+    "queries_with_copy",
+    "render_group_strip",
+    "write_audited_manifest",
+]
