@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 import pytest
 from PIL import Image, ImageDraw
 
+from benchmarks.results_file import read_records
 from demo import handlers_bench as hb
 from demo import handlers_library as hl
 from demo import handlers_search as hs
@@ -509,11 +510,18 @@ def test_benchmark_bad_requests_and_cancel(env):
         hb.export_records(pd.DataFrame())
 
 
-def test_saved_records_survive_a_half_written_line(tmp_path):
+def test_saved_records_survive_half_written_lines_and_empty_files(tmp_path):
     good = {"backbone": BACKBONE, "metric": "hit_rate", "k": 1, "value": 0.5, "class": None}
-    (tmp_path / "run.jsonl").write_text(json.dumps(good) + '\n{"backbone": "trunc')
+    line = json.dumps(good) + "\n"
+    (tmp_path / "run.jsonl").write_text(line + "{not json\n" + line + '{"backbone": "trunc')
+    (tmp_path / "starting.jsonl").write_text("")
     frame = hb.load_saved_records(folders=[tmp_path])
-    assert len(frame) == 1 and frame.loc[0, "source_file"] == "run.jsonl"
+    assert len(frame) == 2 and set(frame["source_file"]) == {"run.jsonl"}
+    # The same reader on a file a user names: only the last line may be half-written.
+    with pytest.raises(ValueError, match="line 2 is not JSON"):
+        read_records(tmp_path / "run.jsonl")
+    with pytest.raises(ValueError, match="holds no records"):
+        read_records(tmp_path / "starting.jsonl")
     empty = hb.result_figures(pd.DataFrame())
     assert "No benchmark results" in empty[0].layout.annotations[0].text
 
