@@ -37,8 +37,14 @@ def append_records(records: Iterable[dict], path: Path) -> Path:
     return path
 
 
-def read_records(path: str | Path) -> pd.DataFrame:
-    """All records of a JSONL file as a DataFrame; a half-written last line is skipped."""
+def read_records(path: str | Path, *, tolerant: bool = False) -> pd.DataFrame:
+    """All records of a JSONL file as a DataFrame; a half-written last line is skipped.
+
+    By default a line that is not JSON elsewhere, or a file without records, is an error: the
+    file was named by a user. ``tolerant`` is for scanning folders that a running benchmark may
+    be writing: every line that is not JSON is skipped, and a file without records reads as an
+    empty frame.
+    """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path} is not a results file: run `python -m benchmarks run` first.")
@@ -50,10 +56,10 @@ def read_records(path: str | Path) -> pd.DataFrame:
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError as err:
-            if number == len(lines):
+            if tolerant or number == len(lines):
                 continue  # a run stopped mid-write
             raise ValueError(f"{path} line {number} is not JSON ({err.msg}).") from err
-    if not rows:
+    if not rows and not tolerant:
         raise ValueError(f"{path} holds no records.")
     return pd.DataFrame(rows)
 

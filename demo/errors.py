@@ -1,4 +1,9 @@
-"""Turn exceptions from handlers into messages a user can act on, never a traceback."""
+"""Turn exceptions from handlers into messages a user can act on, never a traceback.
+
+An expected error (a ``ValueError`` with a sentence, a cancelled run) is only shown; an
+unexpected one is also logged with its traceback under the handler's module logger, so the
+server log says what the browser's one sentence leaves out.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,6 @@ import gradio as gr
 
 from demo.state import Cancelled
 from models import NoTextTower, UnknownBackbone, WeightsUnavailable
-
-log = logging.getLogger("dermsearch.demo")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -28,6 +31,11 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def is_expected(err: BaseException) -> bool:
+    """Whether ``err`` carries its own sentence for the user (no traceback needed)."""
+    return isinstance(err, (*USER_ERRORS, Cancelled))
+
+
 def user_message(err: BaseException) -> str:
     """The sentence to show for an exception (unexpected ones get a generic, safe sentence)."""
     if isinstance(err, Cancelled):
@@ -40,6 +48,15 @@ def user_message(err: BaseException) -> str:
     )
 
 
+def log_unexpected(err: BaseException, *, handler: Callable) -> None:
+    """Log an unexpected error with its traceback under the logger of the handler's module."""
+    if is_expected(err):
+        return
+    logger = logging.getLogger(getattr(handler, "__module__", None) or __name__)
+    name = getattr(handler, "__qualname__", None) or getattr(handler, "__name__", repr(handler))
+    logger.exception("Unexpected error in %s", name, exc_info=err)
+
+
 def guarded(fn: Callable[P, R]) -> Callable[P, R]:
     """Wrap an event handler so that every failure reaches the browser as a ``gr.Error``."""
 
@@ -50,8 +67,7 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
         except gr.Error:
             raise
         except Exception as err:
-            if not isinstance(err, (*USER_ERRORS, Cancelled)):
-                log.exception("Unexpected error in %s", getattr(fn, "__name__", fn))
+            log_unexpected(err, handler=fn)
             raise gr.Error(user_message(err), print_exception=False) from err
 
     return wrapper

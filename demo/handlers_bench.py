@@ -8,7 +8,6 @@ under the cache root, never into the repository.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ import plotly.graph_objects as go
 
 from benchmarks import plots, runner
 from benchmarks.protocol_runs import PROTOCOLS
+from benchmarks.results_file import read_records
 from data_index import cache_root
 from data_index.locations import REPO_ROOT, slug
 from demo.state import AppState, Cancelled, Progress
@@ -44,14 +44,8 @@ def load_saved_records(*, folders: Sequence[Path] | None = None) -> pd.DataFrame
     frames = []
     for folder in folders if folders is not None else (RESULTS_DIR, app_results_dir()):
         for path in sorted(Path(folder).glob("*.jsonl")):
-            rows = []
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue  # a half-written line from a run that was stopped
-            if rows:
-                frame = pd.DataFrame(rows)
+            frame = read_records(path, tolerant=True)  # runs may be writing these files
+            if len(frame):
                 frame["source_file"] = path.name
                 frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -132,7 +132,7 @@ def build_bench_tab(
         flags.get(_session(request)).set()
         return "Cancelled: the run stops after the current batch; saved results are unchanged."
 
-    cancel_btn.click(cancel, None, status, cancels=[run_event], api_name=False)
+    cancel_btn.click(guarded(cancel), None, status, cancels=[run_event], api_name=False)
 
     def draw_map(lib, bb, progress=PROGRESS):
         progress(0.1, desc="embedding (cached after the first time) and running t-SNE")

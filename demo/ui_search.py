@@ -1,22 +1,18 @@
-"""Search tab: components and their wiring. Handlers live in handlers_search.py."""
+"""Search tab: components and their wiring. The event handlers it wires live in
+events_search.py; the gradio-free work they call lives in handlers_search.py."""
 
 from __future__ import annotations
 
-import base64
-import io
 from dataclasses import dataclass
 
 import gradio as gr
-from PIL import Image
 
 import demo.handlers_search as hs
-from demo.errors import guarded, user_message
+from demo.errors import guarded
+from demo.events_search import SearchHandlers, preview_html, show_result, text_box_update
 from demo.state import AppState
 
-QUERY_MAX_PX = 1024
 PHOTO_TTL_S = 1800  # a session's query photo lives in memory at most this long
-# gradio spots a Progress default and hands each request its own tracker, so one is enough.
-PROGRESS = gr.Progress()
 
 
 def tolerate_unreadable(image: gr.Image) -> gr.Image:
@@ -47,36 +43,6 @@ class SearchTab:
     examples_state: gr.State
     prompt: gr.Textbox
     query_tabs: gr.Tabs
-
-
-def _preview_html(image: Image.Image | None) -> str:
-    """The query photo inline as a data URL: shown without writing it to disk."""
-    if image is None:
-        return "<p class='ds-muted'>No photo yet.</p>"
-    thumb = image.copy()
-    thumb.thumbnail((320, 320))
-    buffer = io.BytesIO()
-    thumb.save(buffer, format="JPEG", quality=85)
-    data = base64.b64encode(buffer.getvalue()).decode()
-    return (
-        f"<img id='query-preview-img' alt='query photo' src='data:image/jpeg;base64,{data}' "
-        "style='max-height:220px;border-radius:6px'/><p class='ds-muted'>Query photo (held in "
-        "memory for this session; the server deletes uploads within a few minutes).</p>"
-    )
-
-
-def read_query_photo(path: str | None) -> Image.Image:
-    """Open an upload and shrink it to what any backbone needs.
-
-    The file is not deleted here: gradio stores uploads by content hash, so two users sending
-    the same photo share one file, and deleting it would break the other request. The app's
-    cache sweep (``demo.layout.CACHE_SWEEP``) removes uploads within a few minutes instead.
-    """
-    if not path:
-        raise ValueError("No photo yet: drop one on the query box, paste it, or use the webcam.")
-    image = hs.parse_photo(path)
-    image.thumbnail((QUERY_MAX_PX, QUERY_MAX_PX), Image.Resampling.LANCZOS)
-    return image
 
 
 def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str) -> SearchTab:
@@ -114,7 +80,7 @@ def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str
                         elem_id="query-image",
                     )
                     tolerate_unreadable(query_image)
-                    preview = gr.HTML(_preview_html(None), elem_id="query-preview")
+                    preview = gr.HTML(preview_html(None), elem_id="query-preview")
                     stated_label = gr.Dropdown(
                         choices=[],
                         value=None,
@@ -191,128 +157,71 @@ def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str
                         "Search with this case", interactive=False, elem_id="search-with-case"
                     )
 
-    search_inputs = [library, backbone, mode, k, metric, photo, stated_label, picked_case, prompt]
-    search_outputs = [results, summary, hits]
-
-    def search(lib, bb, mode_, k_, metric_, photo_, label_, case_, prompt_, progress=PROGRESS):
-        outcome = hs.run_search(
-            state,
-            library_path=lib,
-            backbone_key=bb,
-            mode=mode_,
-            k=k_,
-            metric=metric_,
-            photo=photo_,
-            stated_label=label_,
-            case_relpath=case_,
-            prompt=prompt_,
-            progress=lambda f, m: progress(f, desc=m),
-        )
-        for note in outcome.notes:
-            gr.Info(note, duration=8)
-        return outcome.gallery, outcome.summary, outcome.hits
-
-    guarded_search = guarded(search)
+    # Gradio calls each handler with these as keyword arguments (``inputs_kwargs``); every
+    # event that searches reads the same four settings.
+    settings = {"library_path": library, "backbone_key": backbone, "k": k, "metric": metric}
+    shown = [results, summary, hits]
+    handlers = SearchHandlers(state)
     search_btn.click(
-        guarded_search, search_inputs, search_outputs, api_name="search", concurrency_limit=2
+        guarded(handlers.search),
+        inputs_kwargs={
+            **settings,
+            "mode": mode,
+            "photo": photo,
+            "stated_label": stated_label,
+            "case_relpath": picked_case,
+            "prompt": prompt,
+        },
+        outputs=shown,
+        api_name="search",
+        concurrency_limit=2,
     )
-
-    def take_photo(path, lib, bb, k_, metric_, label_, progress=PROGRESS):
-        # A bad upload stops here with its reason.
-        image = read_query_photo(path)
-        kept = (image, _preview_html(image), "photo", None)
-        try:
-            found = search(
-                lib, bb, "photo", k_, metric_, image, label_, None, "", progress=progress
-            )
-        except Exception as err:  # keep the photo: the user can fix the cause and press Search
-            message = user_message(err)
-            gr.Warning(message)
-            return (*kept, [], f"**Not searched yet:** {message}", [])
-        return (*kept, *found)
-
     query_image.input(
-        guarded(take_photo),
-        [query_image, library, backbone, k, metric, stated_label],
-        [photo, preview, mode, query_image, results, summary, hits],
+        guarded(handlers.take_photo),
+        inputs_kwargs={"path": query_image, **settings, "stated_label": stated_label},
+        outputs=[photo, preview, mode, query_image, *shown],
         api_name="search_photo",
         concurrency_limit=2,
     )
-
-    def relabel(lib, bb, mode_, k_, metric_, photo_, label_, case_, prompt_, progress=PROGRESS):
-        if mode_ != "photo" or photo_ is None:
-            return gr.skip(), gr.skip(), gr.skip()
-        return search(
-            lib, bb, mode_, k_, metric_, photo_, label_, case_, prompt_, progress=progress
-        )
-
-    stated_label.input(guarded(relabel), search_inputs, search_outputs, api_name=False)
-
-    def pick_case(examples_, lib, bb, k_, metric_, evt: gr.SelectData, progress=PROGRESS):
-        if not examples_ or evt.index is None or evt.index >= len(examples_):
-            raise ValueError("That example is gone: reload the library and try again.")
-        case = examples_[evt.index]
-        gallery, text, found = search(
-            lib, bb, "case", k_, metric_, None, None, case["relpath"], "", progress=progress
-        )
-        md = f"Query: **{case['label']}** · `{case['relpath']}`"
-        return "case", case["relpath"], md, gallery, text, found
-
-    examples.select(
-        guarded(pick_case),
-        [examples_state, library, backbone, k, metric],
-        [mode, picked_case, picked_md, results, summary, hits],
+    stated_label.input(
+        guarded(handlers.relabel),
+        inputs_kwargs={**settings, "mode": mode, "photo": photo, "stated_label": stated_label},
+        outputs=shown,
         api_name=False,
     )
-
-    def submit_text(lib, bb, k_, metric_, prompt_, progress=PROGRESS):
-        gallery, text, found = search(
-            lib, bb, "text", k_, metric_, None, None, None, prompt_, progress=progress
-        )
-        return "text", gallery, text, found
-
+    examples.select(
+        guarded(handlers.pick_case),
+        inputs_kwargs={"examples": examples_state, **settings},
+        outputs=[mode, picked_case, picked_md, *shown],
+        api_name=False,
+    )
     prompt.submit(
-        guarded(submit_text),
-        [library, backbone, k, metric, prompt],
-        [mode, results, summary, hits],
+        guarded(handlers.submit_text),
+        inputs_kwargs={**settings, "prompt": prompt},
+        outputs=[mode, *shown],
         api_name="search_text",
     )
     tab_photo.select(lambda: "photo", None, mode, api_name=False)
     tab_case.select(lambda: "case", None, mode, api_name=False)
     tab_text.select(lambda: "text", None, mode, api_name=False)
-
-    def show_result(hits_, evt: gr.SelectData):
-        image, md, relpath = hs.result_details(hits_, evt.index)
-        return image, md, relpath, gr.update(interactive=bool(relpath))
-
     results.select(
         guarded(show_result),
-        [hits],
-        [detail_image, detail_md, selected, again_btn],
+        inputs_kwargs={"hits": hits},
+        outputs=[detail_image, detail_md, selected, again_btn],
         api_name=False,
     )
-
-    def search_with_selected(relpath, lib, bb, k_, metric_, progress=PROGRESS):
-        if not relpath:
-            raise ValueError("Click a result first, then search with it.")
-        gallery, text, found = search(
-            lib, bb, "case", k_, metric_, None, None, relpath, "", progress=progress
-        )
-        md = f"Query: library case `{relpath}`"
-        return "case", relpath, md, gr.Tabs(selected="case"), gallery, text, found
-
     again_btn.click(
-        guarded(search_with_selected),
-        [selected, library, backbone, k, metric],
-        [mode, picked_case, picked_md, query_tabs, results, summary, hits],
+        guarded(handlers.search_with_selected),
+        inputs_kwargs={"relpath": selected, **settings},
+        outputs=[mode, picked_case, picked_md, query_tabs, *shown],
         api_name=False,
     )
-
-    def on_backbone(bb):
-        ok, hint = hs.text_box_state(bb)
-        return gr.update(interactive=ok, info=hint)
-
-    backbone.change(guarded(on_backbone), [backbone], [prompt], api_name=False)
+    backbone.change(
+        guarded(text_box_update),
+        inputs_kwargs={"backbone_key": backbone},
+        outputs=[prompt],
+        api_name=False,
+    )
     return SearchTab(backbone, stated_label, examples, examples_state, prompt, query_tabs)
 
 

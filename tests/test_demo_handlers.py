@@ -3,7 +3,9 @@ usearch indexes. Each tab's happy path plus the bad inputs a visitor can produce
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import zipfile
 from pathlib import Path
 
@@ -12,13 +14,18 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
+from gradio.events import SelectData
+from gradio.state_holder import SessionState
 from PIL import Image, ImageDraw
 
+from benchmarks.results_file import read_records
+from demo import build_demo
 from demo import handlers_bench as hb
 from demo import handlers_library as hl
 from demo import handlers_search as hs
-from demo.config import library_choices, parse_config
-from demo.errors import guarded
+from demo.config import AppConfig, library_choices, parse_config
+from demo.errors import guarded, user_message
+from demo.events_search import SearchHandlers, read_query_photo
 from demo.handlers_models import COLUMNS, registry_table
 from demo.render import MATCH_RGB, MISMATCH_RGB, UNKNOWN_RGB
 from demo.state import AppState, Cancelled
@@ -325,6 +332,90 @@ def test_guarded_hides_unexpected_errors():
     assert "internal detail" not in caught.value.message
 
 
+def handler_log(caplog) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "demo.events_search"]
+
+
+def test_unexpected_error_is_a_sentence_for_the_user_and_a_traceback_in_the_log(
+    env, monkeypatch, caplog
+):
+    def broken(**_):
+        raise RuntimeError("internal detail")
+
+    monkeypatch.setattr(hs, "format_summary", broken)  # deep inside every search
+    handlers = SearchHandlers(env["state"])
+    settings = {"library_path": env["library"], "backbone_key": BACKBONE, "metric": "cosine"}
+    sentence = user_message(RuntimeError("internal detail"))
+    assert sentence.startswith("Something went wrong (RuntimeError).")
+    with caplog.at_level(logging.ERROR), pytest.raises(gr.Error) as caught:
+        guarded(handlers.search)(**settings, k=3, mode="case", case_relpath=first_case(env))
+    assert caught.value.message == sentence
+    [record] = handler_log(caplog)
+    assert record.levelno == logging.ERROR and "SearchHandlers.search" in record.getMessage()
+    assert record.exc_info[0] is RuntimeError and "internal detail" in caplog.text
+
+    # An upload keeps its photo and shows the sentence; the traceback still goes to the log.
+    caplog.clear()
+    photo = str(Path(env["library"]) / "greenring" / "greenring-2.png")
+    with caplog.at_level(logging.ERROR), pytest.warns(UserWarning, match="Something went"):
+        out = guarded(handlers.take_photo)(path=photo, **settings, k=3, stated_label=None)
+    assert out[2] == "photo" and out[4:] == ([], f"**Not searched yet:** {sentence}", [])
+    assert [r.exc_info[0] for r in handler_log(caplog)] == [RuntimeError]
+
+    # An expected error is only shown: its sentence is the whole story.
+    caplog.clear()
+    with caplog.at_level(logging.ERROR), pytest.raises(gr.Error, match="k must be from 1"):
+        guarded(handlers.search)(**settings, k=0, mode="case", case_relpath=first_case(env))
+    assert handler_log(caplog) == []
+
+
+def test_search_tab_events_reach_their_handlers_by_name(env):
+    """Each event through gradio's own dispatch, so a misnamed input in the wiring fails here.
+    Session state (the picked case, the hits, the clicked result) flows from one to the next."""
+    demo = build_demo(
+        AppConfig(library=env["library"], backbone=BACKBONE, host="127.0.0.1", port=0),
+        state=env["state"],
+    )
+    events = {fn.name: fn for fn in demo.fns.values()}
+    session = SessionState(demo)
+    settings = {
+        "library_path": env["library"],
+        "backbone_key": BACKBONE,
+        "k": 3,
+        "metric": "cosine",
+    }
+
+    def fire(name: str, *, index: int | None = None, **values) -> list:
+        """Gradio takes values in wiring order; session-state inputs are read from ``session``."""
+        event = events[name]
+        inputs = [values.get(n) for n in event.input_keyword_names]
+        selected = None if index is None else SelectData(None, {"index": index, "value": None})
+        out = asyncio.run(
+            demo.process_api(block_fn=event, inputs=inputs, state=session, event_data=selected)
+        )
+        return out["data"]
+
+    examples = hs.example_cases(env["state"], env["library"])
+    session[events["pick_case"].inputs[0]._id] = examples  # what loading the library stores
+    _, _, picked, gallery, summary, _ = fire("pick_case", index=1, **settings)
+    assert picked == f"Query: **{examples[1]['label']}** · `{examples[1]['relpath']}`"
+    assert len(gallery) == 3 and summary.startswith("**Vote:")
+
+    _, detail, _, again = fire("show_result", index=0)
+    assert detail.startswith("### #1") and again["interactive"] is True
+    relpath = session[events["search_with_selected"].inputs[0]._id]
+    _, _, picked, _, _, summary, _ = fire("search_with_selected", **settings)
+    assert picked == f"Query: library case `{relpath}`" and summary.startswith("**Vote:")
+
+    # The Search button reads the query from the session: still the case picked above.
+    _, summary, _ = fire("search", **settings, prompt="ignored for a case")
+    assert "query vector read from the index" in summary
+    with pytest.raises(gr.Error, match="embeds images only"):
+        fire("submit_text", **settings, prompt="a red spot")
+    [update] = fire("text_box_update", backbone_key=BACKBONE)
+    assert update["interactive"] is False
+
+
 # --- Library tab -------------------------------------------------------------------------------
 def test_library_overview_and_problems(env, tmp_path):
     lib = write_library(tmp_path / "messy", with_manifest=False)
@@ -509,11 +600,18 @@ def test_benchmark_bad_requests_and_cancel(env):
         hb.export_records(pd.DataFrame())
 
 
-def test_saved_records_survive_a_half_written_line(tmp_path):
+def test_saved_records_survive_half_written_lines_and_empty_files(tmp_path):
     good = {"backbone": BACKBONE, "metric": "hit_rate", "k": 1, "value": 0.5, "class": None}
-    (tmp_path / "run.jsonl").write_text(json.dumps(good) + '\n{"backbone": "trunc')
+    line = json.dumps(good) + "\n"
+    (tmp_path / "run.jsonl").write_text(line + "{not json\n" + line + '{"backbone": "trunc')
+    (tmp_path / "starting.jsonl").write_text("")
     frame = hb.load_saved_records(folders=[tmp_path])
-    assert len(frame) == 1 and frame.loc[0, "source_file"] == "run.jsonl"
+    assert len(frame) == 2 and set(frame["source_file"]) == {"run.jsonl"}
+    # The same reader on a file a user names: only the last line may be half-written.
+    with pytest.raises(ValueError, match="line 2 is not JSON"):
+        read_records(tmp_path / "run.jsonl")
+    with pytest.raises(ValueError, match="holds no records"):
+        read_records(tmp_path / "starting.jsonl")
     empty = hb.result_figures(pd.DataFrame())
     assert "No benchmark results" in empty[0].layout.annotations[0].text
 
@@ -559,9 +657,6 @@ def test_config_flags_beat_environment(tmp_path):
 
 
 def test_app_has_the_stable_element_ids(env):
-    from demo import build_demo
-    from demo.config import AppConfig
-
     demo = build_demo(
         AppConfig(library=None, backbone=BACKBONE, host="127.0.0.1", port=0), state=env["state"]
     )
@@ -599,7 +694,7 @@ def test_unreadable_upload_reaches_the_handler_and_shared_uploads_survive(tmp_pa
     from gradio.data_classes import ImageData
 
     from demo.layout import CACHE_SWEEP
-    from demo.ui_search import read_query_photo, tolerate_unreadable
+    from demo.ui_search import tolerate_unreadable
 
     uploads = tmp_path / "gradio" / "abc123"
     uploads.mkdir(parents=True)

@@ -1,0 +1,229 @@
+"""Search tab: the event handlers that ``ui_search`` wires. They turn component values into
+calls to ``handlers_search`` and its results into gradio outputs, toasts and updates."""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass
+
+import gradio as gr
+from PIL import Image
+
+from demo import handlers_search as hs
+from demo.errors import log_unexpected, user_message
+from demo.state import AppState
+
+QUERY_MAX_PX = 1024
+# gradio spots a Progress default and hands each request its own tracker, so one is enough.
+PROGRESS = gr.Progress()
+
+
+def preview_html(image: Image.Image | None) -> str:
+    """The query photo inline as a data URL: shown without writing it to disk."""
+    if image is None:
+        return "<p class='ds-muted'>No photo yet.</p>"
+    thumb = image.copy()
+    thumb.thumbnail((320, 320))
+    buffer = io.BytesIO()
+    thumb.save(buffer, format="JPEG", quality=85)
+    data = base64.b64encode(buffer.getvalue()).decode()
+    return (
+        f"<img id='query-preview-img' alt='query photo' src='data:image/jpeg;base64,{data}' "
+        "style='max-height:220px;border-radius:6px'/><p class='ds-muted'>Query photo (held in "
+        "memory for this session; the server deletes uploads within a few minutes).</p>"
+    )
+
+
+def read_query_photo(path: str | None) -> Image.Image:
+    """Open an upload and shrink it to what any backbone needs.
+
+    The file is not deleted here: gradio stores uploads by content hash, so two users sending
+    the same photo share one file, and deleting it would break the other request. The app's
+    cache sweep (``demo.layout.CACHE_SWEEP``) removes uploads within a few minutes instead.
+    """
+    if not path:
+        raise ValueError("No photo yet: drop one on the query box, paste it, or use the webcam.")
+    image = hs.parse_photo(path)
+    image.thumbnail((QUERY_MAX_PX, QUERY_MAX_PX), Image.Resampling.LANCZOS)
+    return image
+
+
+@dataclass(frozen=True)
+class SearchHandlers:
+    """The Search tab's event handlers, bound to the app's state (shared by every session, so
+    it cannot live in a ``gr.State``, which is copied per session). Gradio calls each with
+    keyword arguments named after its inputs; each returns its outputs in wiring order."""
+
+    state: AppState
+
+    def search(
+        self,
+        library_path: str | None,
+        backbone_key: str,
+        mode: str,
+        k: float,
+        metric: str,
+        photo: Image.Image | None = None,
+        stated_label: str | None = None,
+        case_relpath: str | None = None,
+        prompt: str | None = None,
+        progress: gr.Progress = PROGRESS,
+    ) -> tuple[list, str, list[dict]]:
+        """The Search button, and what every other search event ends in: results, summary and
+        the hits kept for clicking; notes (why frames are grey, ...) pop up as toasts."""
+        outcome = hs.run_search(
+            self.state,
+            library_path=library_path,
+            backbone_key=backbone_key,
+            mode=mode,
+            k=k,
+            metric=metric,
+            photo=photo,
+            stated_label=stated_label,
+            case_relpath=case_relpath,
+            prompt=prompt,
+            progress=lambda f, m: progress(f, desc=m),
+        )
+        for note in outcome.notes:
+            gr.Info(note, duration=8)
+        return outcome.gallery, outcome.summary, outcome.hits
+
+    def take_photo(
+        self,
+        path: str | None,
+        library_path: str | None,
+        backbone_key: str,
+        k: float,
+        metric: str,
+        stated_label: str | None,
+        progress: gr.Progress = PROGRESS,
+    ) -> tuple:
+        """An upload: keep the photo in the session and search with it at once."""
+        image = read_query_photo(path)  # a bad upload stops here with its reason
+        kept = (image, preview_html(image), "photo", None)
+        try:
+            found = self.search(
+                library_path=library_path,
+                backbone_key=backbone_key,
+                mode="photo",
+                k=k,
+                metric=metric,
+                photo=image,
+                stated_label=stated_label,
+                progress=progress,
+            )
+        except Exception as err:  # keep the photo: the user can fix the cause and press Search
+            log_unexpected(err, handler=self.take_photo)
+            message = user_message(err)
+            gr.Warning(message)
+            return (*kept, [], f"**Not searched yet:** {message}", [])
+        return (*kept, *found)
+
+    def relabel(
+        self,
+        library_path: str | None,
+        backbone_key: str,
+        mode: str,
+        k: float,
+        metric: str,
+        photo: Image.Image | None,
+        stated_label: str | None,
+        progress: gr.Progress = PROGRESS,
+    ) -> tuple:
+        """A new diagnosis for the query photo re-frames its results; other queries wait."""
+        if mode != "photo" or photo is None:
+            return gr.skip(), gr.skip(), gr.skip()
+        return self.search(
+            library_path=library_path,
+            backbone_key=backbone_key,
+            mode="photo",
+            k=k,
+            metric=metric,
+            photo=photo,
+            stated_label=stated_label,
+            progress=progress,
+        )
+
+    def pick_case(
+        self,
+        examples: list[dict],
+        library_path: str | None,
+        backbone_key: str,
+        k: float,
+        metric: str,
+        evt: gr.SelectData,
+        progress: gr.Progress = PROGRESS,
+    ) -> tuple:
+        """A click in the examples strip searches with that library case."""
+        if not examples or evt.index is None or evt.index >= len(examples):
+            raise ValueError("That example is gone: reload the library and try again.")
+        case = examples[evt.index]
+        found = self.search(
+            library_path=library_path,
+            backbone_key=backbone_key,
+            mode="case",
+            k=k,
+            metric=metric,
+            case_relpath=case["relpath"],
+            progress=progress,
+        )
+        md = f"Query: **{case['label']}** · `{case['relpath']}`"
+        return "case", case["relpath"], md, *found
+
+    def submit_text(
+        self,
+        library_path: str | None,
+        backbone_key: str,
+        k: float,
+        metric: str,
+        prompt: str | None,
+        progress: gr.Progress = PROGRESS,
+    ) -> tuple:
+        """Enter in the prompt box searches by text."""
+        found = self.search(
+            library_path=library_path,
+            backbone_key=backbone_key,
+            mode="text",
+            k=k,
+            metric=metric,
+            prompt=prompt,
+            progress=progress,
+        )
+        return "text", *found
+
+    def search_with_selected(
+        self,
+        relpath: str | None,
+        library_path: str | None,
+        backbone_key: str,
+        k: float,
+        metric: str,
+        progress: gr.Progress = PROGRESS,
+    ) -> tuple:
+        """'Search with this case': the clicked result becomes the query."""
+        if not relpath:
+            raise ValueError("Click a result first, then search with it.")
+        found = self.search(
+            library_path=library_path,
+            backbone_key=backbone_key,
+            mode="case",
+            k=k,
+            metric=metric,
+            case_relpath=relpath,
+            progress=progress,
+        )
+        md = f"Query: library case `{relpath}`"
+        return "case", relpath, md, gr.Tabs(selected="case"), *found
+
+
+def show_result(hits: list[dict], evt: gr.SelectData) -> tuple:
+    """A click on a result shows it large, with its metadata."""
+    image, md, relpath = hs.result_details(hits, evt.index)
+    return image, md, relpath, gr.update(interactive=bool(relpath))
+
+
+def text_box_update(backbone_key: str) -> dict:
+    """The prompt box follows the backbone: usable only with a text tower."""
+    ok, hint = hs.text_box_state(backbone_key)
+    return gr.update(interactive=ok, info=hint)
