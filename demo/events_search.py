@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import gradio as gr
 from PIL import Image
 
-from demo import handlers_search as hs
+import demo.handlers_search as hs
 from demo.errors import log_unexpected, user_message
 from demo.state import AppState
 

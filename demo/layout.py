@@ -6,7 +6,7 @@ from typing import Any
 
 import gradio as gr
 
-from demo import handlers_search as hs
+import demo.handlers_search as hs
 from demo.config import AppConfig, library_choices, served_roots
 from demo.errors import guarded
 from demo.handlers_models import registry_table
