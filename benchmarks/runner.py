@@ -9,7 +9,6 @@ accuracy is ever recorded for them.
 
 from __future__ import annotations
 
-import os
 import platform
 import subprocess
 import uuid
@@ -31,7 +30,7 @@ from benchmarks.latency import (
 )
 from benchmarks.protocol_runs import Embedded, ProtocolSkipped, parse_protocols, protocol_records
 from benchmarks.results_file import append_records
-from benchmarks.timing import device_description
+from benchmarks.timing import machine_description
 from data_index.case_index import CaseIndex
 from data_index.library import CaseLibrary
 from models import Backbone, availability, get_spec, list_specs, load_backbone
@@ -74,11 +73,11 @@ def software_versions() -> dict:
 
 
 def _device_fields(backbone: Backbone) -> dict:
-    described = device_description(str(backbone.device))
+    described = machine_description(str(backbone.device))
     keep = ("device", "device_name", "cpu_model", "cpus_available", "torch_threads", "cuda")
     out = {key: described[key] for key in keep if key in described}
-    if hasattr(os, "getloadavg"):
-        out["load_average_1min"] = round(os.getloadavg()[0], 2)  # the 2-core box is shared
+    if described["load_average"] is not None:
+        out["load_average_1min"] = described["load_average"][0]  # the 2-core box is shared
     return out
 
 

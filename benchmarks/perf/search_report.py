@@ -230,7 +230,7 @@ def render_markdown(doc: dict, *, table: str) -> str:
             "",
             f"> {doc['note']}",
             "",
-            f"`python -m benchmarks.bench_search` took {setup.get('wall_s', '?')} s; every "
+            f"`python -m benchmarks.perf.search` took {setup.get('wall_s', '?')} s; every "
             "record is in `search_benchmark.json`.",
             "",
             f"- Vectors: {setup['vectors']} ({setup['centres']} real centres).",
