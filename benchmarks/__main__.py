@@ -69,7 +69,7 @@ def _progress(fraction: float, message: str) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmarks.latency import LatencySettings
     from benchmarks.protocol_runs import parse_protocols
-    from benchmarks.results_file import export_csv, read_records
+    from benchmarks.records import export_csv, read_records
     from benchmarks.runner import ARCHITECTURE_ONLY, check_backbones, run_benchmark
 
     backbones = [b.strip() for b in args.backbones.split(",") if b.strip()]
@@ -118,8 +118,8 @@ def _print_summary(records: list[dict]) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from benchmarks.records import export_csv
     from benchmarks.report import load, markdown_report, save_plots
-    from benchmarks.results_file import export_csv
 
     frame = load(args.results)
     text = markdown_report(frame, source=Path(args.results).name, notes=args.note)

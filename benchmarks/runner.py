@@ -29,7 +29,7 @@ from benchmarks.latency import (
     time_usearch,
 )
 from benchmarks.protocol_runs import Embedded, ProtocolSkipped, parse_protocols, protocol_records
-from benchmarks.results_file import append_records
+from benchmarks.records import append_records
 from benchmarks.timing import machine_description
 from data_index.case_index import CaseIndex
 from data_index.library import CaseLibrary

@@ -18,9 +18,9 @@ from benchmarks.__main__ import main
 from benchmarks.duplicates import case_or_copy_groups, library_duplicates, queries_with_copy
 from benchmarks.latency import LatencySettings
 from benchmarks.protocol_runs import parse_protocols
+from benchmarks.records import read_records
 from benchmarks.report import markdown_report
 from benchmarks.report_tables import latest_runs
-from benchmarks.results_file import read_records
 from benchmarks.runner import BenchmarkCancelled, run_benchmark
 from data_index import CaseLibrary
 
