@@ -19,14 +19,14 @@ from benchmarks.ablations import index_size_ablation
 from benchmarks.duplicates import case_or_copy_groups, queries_with_copy
 from benchmarks.image_sizes import image_size_runs
 from benchmarks.probes import knn_classification, linear_probe
-from benchmarks.protocols import (
+from benchmarks.records import classification_records, retrieval_records
+from benchmarks.retrieval import (
     RetrievalRun,
     cosine_vs_euclidean,
     exclusion_mask,
     leave_one_out,
     train_test,
 )
-from benchmarks.records import classification_records, retrieval_records
 from benchmarks.text_protocols import (
     PROMPT_TEMPLATES,
     class_prompts,

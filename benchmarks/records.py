@@ -18,7 +18,7 @@ import pandas as pd
 
 from benchmarks import metrics as M
 from benchmarks.probes import ClassificationResult
-from benchmarks.protocols import RetrievalRun
+from benchmarks.retrieval import RetrievalRun
 from benchmarks.votes import majority_vote_correct_per_query
 
 DEFAULT_KS: tuple[int, ...] = (1, 3, 5, 10)

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from benchmarks.probes import classification_result
-from benchmarks.protocols import leave_one_out
 from benchmarks.records import classification_records
+from benchmarks.retrieval import leave_one_out
 from benchmarks.votes import vote_labels
 
 if TYPE_CHECKING:

@@ -1,9 +1,10 @@
-"""Image-to-image retrieval protocols of the seed papers, on arrays only (no files, no models).
+"""Image-to-image retrieval on arrays only (no files, no models): the papers' query schemes.
 
-Every protocol returns a `RetrievalRun`: who queried, what came back, and how many relevant
-items each query could have found, which is all `benchmarks.metrics` and
-`benchmarks.records.retrieval_records` need. Rows always refer to the caller's arrays, so a
-runner can map them back to `CaseLibrary.cases`.
+Leave-one-out, train-test and cosine-vs-Euclidean each return a `RetrievalRun`: who queried,
+what came back, and how many relevant items each query could have found, which is all
+`benchmarks.metrics` and `benchmarks.records.retrieval_records` need. Rows always refer to the
+caller's arrays, so a runner can map them back to `CaseLibrary.cases`. The registered
+protocols that use these are in `benchmarks.protocols`.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def exclusion_mask(
 
     `case_ids` and `group_ids` are aligned with all rows of the caller's arrays; a pair is
     excluded when the rows are equal or either id matches. Group ids come from the duplicate
-    audit (issue 7): near-identical photos filed under different cases must not count as hits.
+    audit: near-identical photos filed under different cases must not count as hits.
     """
     query_rows = np.asarray(query_rows)
     index_rows = np.asarray(index_rows)
