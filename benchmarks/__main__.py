@@ -28,7 +28,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from benchmarks.protocol_runs import PROTOCOLS
+    from benchmarks.protocols import PROTOCOLS
 
     parser = _Parser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -68,7 +68,7 @@ def _progress(fraction: float, message: str) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmarks.latency import LatencySettings
-    from benchmarks.protocol_runs import parse_protocols
+    from benchmarks.protocols import parse_protocols
     from benchmarks.records import export_csv, read_records
     from benchmarks.runner import ARCHITECTURE_ONLY, check_backbones, run_benchmark
 

@@ -19,7 +19,7 @@ from benchmarks.retrieval import leave_one_out
 from benchmarks.votes import vote_labels
 
 if TYPE_CHECKING:
-    from benchmarks.protocol_runs import Embedded
+    from benchmarks.protocols import Embedded
 
 VOTE_KS: tuple[int, ...] = (1, 5, 10)
 CAVEAT = (
@@ -30,7 +30,7 @@ CAVEAT = (
 
 def reference_classifier_records(view: Embedded) -> list[dict]:
     """accuracy, macro F1 and macro AUC of the classifier and of k-NN votes, same queries."""
-    from benchmarks.protocol_runs import ProtocolSkipped
+    from benchmarks.protocols import ProtocolSkipped
 
     if view.backbone.key != "xception-ham10000":
         raise ProtocolSkipped(

@@ -28,7 +28,7 @@ from benchmarks.latency import (
     time_search,
     time_usearch,
 )
-from benchmarks.protocol_runs import Embedded, ProtocolSkipped, parse_protocols, protocol_records
+from benchmarks.protocols import Embedded, ProtocolSkipped, parse_protocols, protocol_records
 from benchmarks.records import append_records
 from benchmarks.timing import machine_description
 from data_index.case_index import CaseIndex

@@ -18,7 +18,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from benchmarks import plots, runner
-from benchmarks.protocol_runs import PROTOCOLS
+from benchmarks.protocols import PROTOCOLS
 from data_index import cache_root
 from data_index.locations import REPO_ROOT, slug
 from demo.state import AppState, Cancelled, Progress
