@@ -16,6 +16,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from benchmarks.embedded import ARCHITECTURE_ONLY
+from benchmarks.latency import LatencySettings
+from benchmarks.protocols import REGISTRY, choices_text, parse_protocols
+from benchmarks.records import export_csv, read_records
+from benchmarks.report import load, markdown_report, save_plots
+from benchmarks.runner import BenchmarkCancelled, check_backbones, run_benchmark
 from data_index.locations import REPO_ROOT
 
 EXIT_ERROR = 2
@@ -27,18 +33,31 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_ERROR, f"{self.prog}: {message}\n")
 
 
-def _parser() -> argparse.ArgumentParser:
-    from benchmarks.protocols import PROTOCOLS
+def _protocol_listing() -> str:
+    """The registered protocols, one line each, with what each needs beyond real weights."""
+    lines = ["protocols (--protocol); every one needs real weights, not architecture-only:"]
+    for p in REGISTRY.values():
+        lines.append(f"  {p.name} ({', '.join(p.aliases)})" if p.aliases else f"  {p.name}")
+        lines.append(f"      {p.label}")
+        lines += [f"      needs {r.needs}" for r in p.requirements]
+    return "\n".join(lines)
 
+
+def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="embed libraries and score backbones")
+    run = commands.add_parser(
+        "run",
+        help="embed libraries and score backbones",
+        epilog=_protocol_listing(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run.add_argument("--library", action="append", required=True, help="repeat for several")
     run.add_argument("--backbones", required=True, help="comma-separated registry keys")
     run.add_argument(
         "--protocol",
         default="loo",
-        help=f"comma-separated: loo, {', '.join(list(PROTOCOLS)[1:])}, or all",
+        help=f"comma-separated protocols (see below): {choices_text()}",
     )
     run.add_argument("--out", default=str(DEFAULT_OUT), help="JSONL file the records append to")
     run.add_argument("--csv", help="also write every record of --out as CSV here")
@@ -67,11 +86,6 @@ def _progress(fraction: float, message: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from benchmarks.latency import LatencySettings
-    from benchmarks.protocols import parse_protocols
-    from benchmarks.records import export_csv, read_records
-    from benchmarks.runner import ARCHITECTURE_ONLY, check_backbones, run_benchmark
-
     backbones = [b.strip() for b in args.backbones.split(",") if b.strip()]
     protocols = parse_protocols(args.protocol)
     check_backbones(backbones, random_weights=args.random_weights)  # fail before any work
@@ -118,9 +132,6 @@ def _print_summary(records: list[dict]) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from benchmarks.records import export_csv
-    from benchmarks.report import load, markdown_report, save_plots
-
     frame = load(args.results)
     text = markdown_report(frame, source=Path(args.results).name, notes=args.note)
     if args.markdown:
@@ -146,8 +157,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return cmd_run(args) if args.command == "run" else cmd_report(args)
     except (ValueError, TypeError, RuntimeError, OSError) as err:
-        from benchmarks.runner import BenchmarkCancelled
-
         if isinstance(err, BenchmarkCancelled):
             print(str(err), file=sys.stderr)
             return EXIT_ERROR

@@ -1,9 +1,13 @@
-"""Protocol names, and each protocol run on one embedded library as flat records.
+"""The protocol registry, and each protocol run on one embedded library as flat records.
 
-The runner embeds a library once per backbone and hands the aligned arrays (`Embedded`) to
-`protocol_records`; every function here returns records without the run-level keys
-(backbone, library, timings, device), which the runner adds. A protocol that cannot run on
-this library or backbone raises `ProtocolSkipped` with the reason, which becomes a record too.
+Every protocol is one `Protocol` in `REGISTRY`, registered with `@register_protocol` beside its
+run function (as timm's `register_model` does for models): its name and aliases, a one-line
+description, the paper it follows, and its requirements. The CLI's choices, the Benchmark
+tab's list and every skip reason come from here. The runner embeds a library once per
+backbone and hands the aligned arrays (`benchmarks.embedded.Embedded`) to `protocol_records`,
+which checks the protocol's requirements and either runs it or returns one skip record saying
+which requirement the view does not meet. Records here lack the run-level keys (backbone,
+library, timings, device), which the runner adds.
 """
 
 from __future__ import annotations
@@ -11,15 +15,27 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from benchmarks.ablations import index_size_ablation
 from benchmarks.duplicates import case_or_copy_groups, queries_with_copy
+from benchmarks.embedded import (
+    REAL_WEIGHTS,
+    TEXT_TOWER,
+    TRAIN_TEST_SPLIT,
+    Embedded,
+    ProtocolSkipped,
+    Requirement,
+)
 from benchmarks.image_sizes import image_size_runs
 from benchmarks.probes import knn_classification, linear_probe
 from benchmarks.records import classification_records, retrieval_records
+from benchmarks.reference_classifier import (
+    LABELS_THE_CLASSIFIER_KNOWS,
+    OWN_CLASSIFIER,
+    reference_classifier_records,
+)
 from benchmarks.retrieval import (
     RetrievalRun,
     cosine_vs_euclidean,
@@ -34,82 +50,138 @@ from benchmarks.text_protocols import (
     text_to_image,
     zero_shot_classification,
 )
-from models import Backbone
 
 # Pham et al. (2025) reports Top-1/2/5/10/20; Mahbod et al. (2024) and Denner et al. (2024) use 5
 # and 10; the app shows 3.
 KS: tuple[int, ...] = (1, 2, 3, 5, 10, 20)
 PER_CLASS_KS: tuple[int, ...] = (1, 5, 10)
 KNN_KS: tuple[int, ...] = (1, 5, 10)
+INDEX_SIZES: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500)
 DEFAULT_EXCLUSION = "case+duplicates"
-
-PROTOCOLS: dict[str, str] = {
-    "leave-one-out": "every image queries the rest of the library (Pham et al. (2025))",
-    "train-test": "train indexed, test queries (Mahbod et al. 2024, Denner et al. 2024)",
-    "cosine-vs-euclidean": "leave-one-out by cosine and by raw Euclidean (Pham et al. 2025)",
-    "text": "prompts query the images, images pick a prompt (Pham et al. 2025, Yan et al. 2025)",
-    "linear-probe": "logistic regression, 80/20, 5-fold grid over C (Khoiwal & McMillan 2024)",
-    "knn": "majority vote of the k nearest training images, 80/20 (Denner et al. (2024))",
-    "index-size": "fixed queries against indexes of growing size (Denner et al. (2024))",
-    "image-size": "leave-one-out on images shrunk to 28-224 px (Mahbod et al. (2024))",
-    "reference-classifier": "xception-ham10000's own classifier against retrieval votes",
-}
-ALIASES: dict[str, str] = {
-    "loo": "leave-one-out",
-    "leave-one-case-out": "leave-one-out",
-    "cosine-euclidean": "cosine-vs-euclidean",
-    "text-to-image": "text",
-    "zero-shot": "text",
-    "probe": "linear-probe",
-    "linear": "linear-probe",
-    "knn-vote": "knn",
-    "own-classifier": "reference-classifier",
-}
+RunProtocol = Callable[[Embedded], list[dict]]
 
 
-class ProtocolSkipped(Exception):
-    """This protocol cannot run here; the message says why in one sentence."""
+# --- what index-size needs ---------------------------------------------------------------------
+def _index_size_plan(view: Embedded) -> tuple[int, list[int], int]:
+    """(queries per class, index sizes in cases per class, cases in the smallest class)."""
+    labels, cases = view.labels, view.case_ids
+    smallest = min(len(np.unique(cases[labels == c])) for c in np.unique(labels))
+    queries = max(1, min(10, smallest // 4))
+    return queries, [s for s in INDEX_SIZES if s <= smallest - queries], smallest
+
+
+def _too_few_cases_for_sizes(view: Embedded) -> str | None:
+    _, sizes, smallest = _index_size_plan(view)
+    if sizes:
+        return None
+    return f"the smallest class has {smallest} case(s): too few for an index-size series."
+
+
+TWO_CASES_PER_CLASS = Requirement("at least two cases in every class", _too_few_cases_for_sizes)
+
+
+# --- the registry -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Protocol:
+    """One evaluation protocol: its names, what it does, whose paper, what it needs, its run."""
+
+    name: str
+    aliases: tuple[str, ...]
+    description: str  # one line
+    paper: str | None  # as cited, e.g. "Pham et al. (2025)"; None for this project's own
+    requirements: tuple[Requirement, ...]  # besides REAL_WEIGHTS, which every protocol needs
+    run: RunProtocol
+
+    @property
+    def label(self) -> str:
+        """The description with its paper: one line for the CLI help and the Benchmark tab."""
+        return f"{self.description} ({self.paper})" if self.paper else self.description
+
+    def unmet(self, view: Embedded) -> str | None:
+        """Why this view cannot run the protocol (its first unmet requirement), or None."""
+        for requirement in (REAL_WEIGHTS, *self.requirements):
+            reason = requirement.unmet(view)
+            if reason is not None:
+                return reason
+        return None
+
+
+REGISTRY: dict[str, Protocol] = {}  # registration order: the CLI's, the tab's and "all"'s order
+
+
+def register_protocol(
+    name: str,
+    *,
+    description: str,
+    paper: str | None,
+    aliases: Sequence[str] = (),
+    requires: Sequence[Requirement] = (),
+) -> Callable[[RunProtocol], RunProtocol]:
+    """Decorator: register the decorated run function as protocol ``name``."""
+
+    def register(run: RunProtocol) -> RunProtocol:
+        taken = {*REGISTRY, *_aliases()}
+        clashes = sorted({name, *aliases} & taken)
+        if clashes:
+            raise ValueError(f"Protocol name(s) {clashes} are registered already.")
+        REGISTRY[name] = Protocol(name, tuple(aliases), description, paper, tuple(requires), run)
+        return run
+
+    return register
+
+
+def _aliases() -> dict[str, str]:
+    return {alias: p.name for p in REGISTRY.values() for alias in p.aliases}
+
+
+def choices_text() -> str:
+    """Every name a user may give, aliases in brackets: for help texts and errors."""
+    names = [
+        f"{p.name} ({', '.join(p.aliases)})" if p.aliases else p.name for p in REGISTRY.values()
+    ]
+    return ", ".join(names) + " or all"
 
 
 def parse_protocols(names: str | Sequence[str]) -> list[str]:
     """Canonical protocol names from a comma list or a list; "all" means every protocol."""
     items = names.split(",") if isinstance(names, str) else list(names)
+    aliases = _aliases()
     out: list[str] = []
     for raw in items:
         name = str(raw).strip().lower().replace("_", "-")
         if not name:
             continue
         if name == "all":
-            wanted = list(PROTOCOLS)
-        elif name in PROTOCOLS or name in ALIASES:
-            wanted = [ALIASES.get(name, name)]
+            wanted = list(REGISTRY)
+        elif name in REGISTRY or name in aliases:
+            wanted = [aliases.get(name, name)]
         else:
-            raise ValueError(
-                f"Unknown protocol '{raw}'; choose from loo, {', '.join(list(PROTOCOLS)[1:])} "
-                "or all."
-            )
+            raise ValueError(f"Unknown protocol '{raw}'; choose from {choices_text()}.")
         out.extend(p for p in wanted if p not in out)
     if not out:
         raise ValueError("Name at least one protocol, e.g. --protocol loo.")
     return out
 
 
-@dataclass(frozen=True)
-class Embedded:
-    """One library under one backbone: arrays aligned row by row."""
-
-    unit: np.ndarray  # L2-normalised vectors
-    raw: np.ndarray  # the backbone's raw output (Euclidean protocol)
-    labels: np.ndarray  # str
-    case_ids: np.ndarray  # str
-    splits: np.ndarray  # str ("" when the library has none)
-    group_ids: np.ndarray  # duplicate-group id per row (data_index.audit)
-    paths: list[str]
-    sha1s: list[str]
-    backbone: Backbone
-    embeddings_cache: Path | None = None
+def skip_record(protocol: str, reason: str) -> dict:
+    """A record saying a protocol did not run and why (value None, metric "skipped")."""
+    return {"protocol": protocol, "metric": "skipped", "k": None, "value": None, "reason": reason}
 
 
+def protocol_records(name: str, view: Embedded) -> list[dict]:
+    """Records of one canonical protocol (see `parse_protocols`) on one embedded library, or
+    one skip record: the first requirement the view does not meet, or what the run found."""
+    protocol = REGISTRY[name]
+    reason = protocol.unmet(view)
+    if reason is None:
+        try:
+            return protocol.run(view)
+        except ProtocolSkipped as skipped:
+            reason = str(skipped)
+    return [skip_record(name, reason)]
+
+
+# --- the protocols ------------------------------------------------------------------------------
 def _largest_k(view: Embedded, query_rows, index_rows, *, group_ids) -> int:
     mask = exclusion_mask(
         query_rows=query_rows, index_rows=index_rows, case_ids=view.case_ids, group_ids=group_ids
@@ -131,6 +203,12 @@ def _copy_fields(view: Embedded) -> dict:
     return {"n_queries_with_copy": with_copy, "n_queries_copy_other_case": other_case}
 
 
+@register_protocol(
+    "leave-one-out",
+    aliases=("loo", "leave-one-case-out"),
+    description="every image queries the rest of the library",
+    paper="Pham et al. (2025)",
+)
 def run_leave_one_out(view: Embedded) -> list[dict]:
     """Both exclusions: the default (case and duplicate group) and case-only, for comparison."""
     rows = np.arange(len(view.labels))
@@ -149,13 +227,13 @@ def run_leave_one_out(view: Embedded) -> list[dict]:
     return out
 
 
+@register_protocol(
+    "train-test",
+    description="train indexed, test queries",
+    paper="Mahbod et al. (2024), Denner et al. (2024)",
+    requires=(TRAIN_TEST_SPLIT,),
+)
 def run_train_test(view: Embedded) -> list[dict]:
-    present = set(view.splits.tolist())
-    if not {"train", "test"} <= present:
-        shown = sorted(s for s in present if s) or ["none"]
-        raise ProtocolSkipped(
-            f"the library has no train and test splits (splits present: {', '.join(shown)})."
-        )
     query_rows = np.flatnonzero(view.splits == "test")
     index_rows = np.flatnonzero(view.splits == "train")
     k = _largest_k(view, query_rows, index_rows, group_ids=view.group_ids)
@@ -170,6 +248,12 @@ def run_train_test(view: Embedded) -> list[dict]:
     return _scored(run, per_class=True, exclusion=DEFAULT_EXCLUSION)
 
 
+@register_protocol(
+    "cosine-vs-euclidean",
+    aliases=("cosine-euclidean",),
+    description="leave-one-out by cosine and by raw Euclidean",
+    paper="Pham et al. (2025)",
+)
 def run_cosine_vs_euclidean(view: Embedded) -> list[dict]:
     rows = np.arange(len(view.labels))
     k = _largest_k(view, rows, rows, group_ids=view.group_ids)
@@ -187,10 +271,15 @@ def run_cosine_vs_euclidean(view: Embedded) -> list[dict]:
     return out
 
 
+@register_protocol(
+    "text",
+    aliases=("text-to-image", "zero-shot"),
+    description="prompts query the images, images pick a prompt",
+    paper="Pham et al. (2025), Yan et al. (2025)",
+    requires=(TEXT_TOWER,),
+)
 def run_text(view: Embedded) -> list[dict]:
     backbone = view.backbone
-    if not backbone.has_text:
-        raise ProtocolSkipped(f"{backbone.key} has no text tower, so text queries cannot run.")
     names = sorted(set(view.labels.tolist()))
     stack = np.stack(
         [
@@ -212,6 +301,12 @@ def _split_groups(view: Embedded) -> np.ndarray:
     return case_or_copy_groups(group_ids=view.group_ids, case_ids=view.case_ids)
 
 
+@register_protocol(
+    "linear-probe",
+    aliases=("probe", "linear"),
+    description="logistic regression, 80/20, 5-fold grid over C",
+    paper="Khoiwal & McMillan (2024)",
+)
 def run_linear_probe(view: Embedded) -> list[dict]:
     """Khoiwal & McMillan (2024)'s 5-fold grid; fewer folds (down to 2, recorded as n_folds) for
     small classes."""
@@ -230,6 +325,12 @@ def run_linear_probe(view: Embedded) -> list[dict]:
     return [{**r, **extra, "n_queries": result.params["n_test"]} for r in records]
 
 
+@register_protocol(
+    "knn",
+    aliases=("knn-vote",),
+    description="majority vote of the k nearest training images, 80/20",
+    paper="Denner et al. (2024)",
+)
 def run_knn(view: Embedded) -> list[dict]:
     out = []
     for k in KNN_KS:
@@ -244,23 +345,21 @@ def run_knn(view: Embedded) -> list[dict]:
     return out
 
 
+@register_protocol(
+    "index-size",
+    description="fixed queries against indexes of growing size",
+    paper="Denner et al. (2024)",
+    requires=(TWO_CASES_PER_CLASS,),
+)
 def run_index_size(view: Embedded) -> list[dict]:
-    labels, cases = view.labels, view.case_ids
-    per_class = [len(np.unique(cases[labels == c])) for c in np.unique(labels)]
-    queries = max(1, min(10, min(per_class) // 4))
-    room = min(per_class) - queries
-    sizes = [s for s in (1, 2, 5, 10, 20, 50, 100, 200, 500) if s <= room]
-    if not sizes:
-        raise ProtocolSkipped(
-            f"the smallest class has {min(per_class)} case(s): too few for an index-size series."
-        )
+    queries, sizes, _ = _index_size_plan(view)
     runs = index_size_ablation(
         embeddings=view.unit,
-        labels=labels,
+        labels=view.labels,
         cases_per_class=sizes,
         k=max(KS),
         queries_per_class=queries,
-        case_ids=cases,
+        case_ids=view.case_ids,
         group_ids=view.group_ids,
     )
     out = []
@@ -269,6 +368,11 @@ def run_index_size(view: Embedded) -> list[dict]:
     return out
 
 
+@register_protocol(
+    "image-size",
+    description="leave-one-out on images shrunk to 28-224 px",
+    paper="Mahbod et al. (2024)",
+)
 def run_image_size(view: Embedded) -> list[dict]:
     rows = np.arange(len(view.labels))
     k = _largest_k(view, rows, rows, group_ids=view.group_ids)
@@ -292,25 +396,12 @@ def run_image_size(view: Embedded) -> list[dict]:
     return out
 
 
+@register_protocol(
+    "reference-classifier",
+    aliases=("own-classifier",),
+    description="the backbone's own classifier against votes of its retrieved neighbours",
+    paper=None,
+    requires=(OWN_CLASSIFIER, LABELS_THE_CLASSIFIER_KNOWS),
+)
 def run_reference_classifier(view: Embedded) -> list[dict]:
-    from benchmarks.reference_classifier import reference_classifier_records
-
     return reference_classifier_records(view)
-
-
-RUNNERS: dict[str, Callable[[Embedded], list[dict]]] = {
-    "leave-one-out": run_leave_one_out,
-    "train-test": run_train_test,
-    "cosine-vs-euclidean": run_cosine_vs_euclidean,
-    "text": run_text,
-    "linear-probe": run_linear_probe,
-    "knn": run_knn,
-    "index-size": run_index_size,
-    "image-size": run_image_size,
-    "reference-classifier": run_reference_classifier,
-}
-
-
-def protocol_records(name: str, view: Embedded) -> list[dict]:
-    """Records of one canonical protocol (see `parse_protocols`) on one embedded library."""
-    return RUNNERS[name](view)

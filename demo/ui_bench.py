@@ -54,7 +54,7 @@ def build_bench_tab(
             scale=3,
         )
         protocol = gr.Dropdown(
-            choices=[(f"{k}: {v}", k) for k, v in hb.PROTOCOLS.items()],
+            choices=hb.protocol_choices(),
             value="leave-one-out",
             label="Protocol",
             elem_id="bench-protocol",

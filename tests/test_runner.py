@@ -17,7 +17,7 @@ from PIL import Image
 from benchmarks.__main__ import main
 from benchmarks.duplicates import case_or_copy_groups, library_duplicates, queries_with_copy
 from benchmarks.latency import LatencySettings
-from benchmarks.protocols import parse_protocols
+from benchmarks.protocols import REGISTRY, parse_protocols
 from benchmarks.records import read_records
 from benchmarks.report import markdown_report
 from benchmarks.report_tables import latest_runs
@@ -98,9 +98,7 @@ def colour_run(workspace):
     ],
 )
 def test_parse_protocols(given, expected):
-    from benchmarks.protocols import PROTOCOLS
-
-    assert parse_protocols(given) == (expected or list(PROTOCOLS))
+    assert parse_protocols(given) == (expected or list(REGISTRY))
 
 
 @pytest.mark.parametrize("bad", ["loocv", "", " , "])
