@@ -1,9 +1,13 @@
 """`python -m benchmarks`: run the backbone comparison on any library, and report it.
 
     python -m benchmarks run --library PATH [--library PATH2] --backbones a,b,c \\
-        --protocol loo[,linear-probe|all] [--out benchmarks/results/results.jsonl] \\
-        [--csv OUT.csv] [--random-weights]
+        --protocol loo[,linear-probe|all] [--out RESULTS.jsonl] [--csv OUT.csv] [--random-weights]
     python -m benchmarks report RESULTS.jsonl [--markdown OUT.md] [--plots DIR] [--csv OUT.csv]
+
+Without --out each run writes new files under the cache folder, one per library
+(<cache>/benchmark-runs/<UTC time>-<library>.jsonl), and prints where: a user's run never
+touches the committed results. Only an explicit --out benchmarks/results/results.jsonl
+appends to those.
 
 Exit codes: 0 done (skipped protocols are listed, not errors); 2 the command could not run
 (unknown backbone or protocol, missing weights, bad library, unreadable results), one
@@ -14,18 +18,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+
+import pandas as pd
 
 from benchmarks.embedded import ARCHITECTURE_ONLY
 from benchmarks.latency import LatencySettings
 from benchmarks.protocols import REGISTRY, choices_text, parse_protocols
 from benchmarks.records import export_csv, read_records
 from benchmarks.report import load, markdown_report, save_plots
-from benchmarks.runner import BenchmarkCancelled, check_backbones, run_benchmark
-from data_index.locations import REPO_ROOT
+from benchmarks.runner import BenchmarkCancelled, check_backbones, open_library, run_benchmark
+from data_index.locations import cache_root, slug
 
 EXIT_ERROR = 2
-DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "results.jsonl"
+RUNS_FOLDER = "benchmark-runs"  # under the cache root, beside embeddings and indexes
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,8 +66,13 @@ def _parser() -> argparse.ArgumentParser:
         default="loo",
         help=f"comma-separated protocols (see below): {choices_text()}",
     )
-    run.add_argument("--out", default=str(DEFAULT_OUT), help="JSONL file the records append to")
-    run.add_argument("--csv", help="also write every record of --out as CSV here")
+    run.add_argument(
+        "--out",
+        help="JSONL file the records append to (default: a new file per library under "
+        f"<cache>/{RUNS_FOLDER}/; give benchmarks/results/results.jsonl to update the "
+        "committed results)",
+    )
+    run.add_argument("--csv", help="also write every record of --out (or of this run) as CSV")
     run.add_argument(
         "--random-weights",
         action="store_true",
@@ -85,6 +97,17 @@ def _progress(fraction: float, message: str) -> None:
     print(f"[{100 * fraction:5.1f}%] {message}", file=sys.stderr, flush=True)
 
 
+def new_run_file(library_name: str, *, started: datetime) -> Path:
+    """``<cache>/benchmark-runs/<UTC time>-<library>.jsonl``, a name no earlier run used."""
+    folder = cache_root() / RUNS_FOLDER
+    stem = f"{started.strftime('%Y%m%dT%H%M%SZ')}-{slug(library_name)}"
+    path, n = folder / f"{stem}.jsonl", 1
+    while path.exists():
+        n += 1
+        path = folder / f"{stem}-{n}.jsonl"
+    return path
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     backbones = [b.strip() for b in args.backbones.split(",") if b.strip()]
     protocols = parse_protocols(args.protocol)
@@ -92,24 +115,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = LatencySettings(batch_size=args.timing_batch, repeats=args.timing_repeats)
     if args.random_weights:
         print(f"Note: {ARCHITECTURE_ONLY}", file=sys.stderr)
-    total = 0
-    for library in args.library:
+    started = datetime.now(UTC)
+    written: list[Path] = []
+    for path in args.library:
+        library = open_library(path)
+        out = Path(args.out) if args.out else new_run_file(library.name, started=started)
         records = run_benchmark(
             library,
             backbones,
             protocols,
             progress=_progress,
-            out=args.out,
+            out=out,
             random_weights=args.random_weights,
             device=args.device,
             latency=settings,
             num_workers=args.workers,
         )
-        total += len(records)
         _print_summary(records)
-    print(f"{total} record(s) appended to {args.out}")
+        print(f"{len(records)} record(s) of {library.name} appended to {out}")
+        written += [out] if out not in written else []
     if args.csv:
-        print(f"CSV of all records in {args.out}: {export_csv(read_records(args.out), args.csv)}")
+        frame = pd.concat([read_records(out) for out in written], ignore_index=True)
+        shown = args.out or ", ".join(str(out) for out in written)
+        print(f"CSV of all records in {shown}: {export_csv(frame, args.csv)}")
     return 0
 
 
