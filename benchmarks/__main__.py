@@ -1,9 +1,13 @@
 """`python -m benchmarks`: run the backbone comparison on any library, and report it.
 
     python -m benchmarks run --library PATH [--library PATH2] --backbones a,b,c \\
-        --protocol loo[,linear-probe|all] [--out benchmarks/results/results.jsonl] \\
-        [--csv OUT.csv] [--random-weights]
+        --protocol loo[,linear-probe|all] [--out RESULTS.jsonl] [--csv OUT.csv] [--random-weights]
     python -m benchmarks report RESULTS.jsonl [--markdown OUT.md] [--plots DIR] [--csv OUT.csv]
+
+Without --out each run writes new files under the cache folder, one per library
+(<cache>/benchmark-runs/<UTC time>-<library>.jsonl), and prints where: a user's run never
+touches the committed results. Only an explicit --out benchmarks/results/results.jsonl
+appends to those.
 
 Exit codes: 0 done (skipped protocols are listed, not errors); 2 the command could not run
 (unknown backbone or protocol, missing weights, bad library, unreadable results), one
@@ -14,12 +18,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
-from data_index.locations import REPO_ROOT
+import pandas as pd
+
+from benchmarks.embedded import ARCHITECTURE_ONLY
+from benchmarks.latency import LatencySettings
+from benchmarks.protocols import REGISTRY, choices_text, parse_protocols
+from benchmarks.records import export_csv, read_records
+from benchmarks.report import load, markdown_report, save_plots
+from benchmarks.runner import BenchmarkCancelled, check_backbones, open_library, run_benchmark
+from data_index.locations import cache_root, slug
 
 EXIT_ERROR = 2
-DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "results.jsonl"
+RUNS_FOLDER = "benchmark-runs"  # under the cache root, beside embeddings and indexes
 
 
 class _Parser(argparse.ArgumentParser):
@@ -27,21 +40,39 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_ERROR, f"{self.prog}: {message}\n")
 
 
-def _parser() -> argparse.ArgumentParser:
-    from benchmarks.protocol_runs import PROTOCOLS
+def _protocol_listing() -> str:
+    """The registered protocols, one line each, with what each needs beyond real weights."""
+    lines = ["protocols (--protocol); every one needs real weights, not architecture-only:"]
+    for p in REGISTRY.values():
+        lines.append(f"  {p.name} ({', '.join(p.aliases)})" if p.aliases else f"  {p.name}")
+        lines.append(f"      {p.label}")
+        lines += [f"      needs {r.needs}" for r in p.requirements]
+    return "\n".join(lines)
 
+
+def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="embed libraries and score backbones")
+    run = commands.add_parser(
+        "run",
+        help="embed libraries and score backbones",
+        epilog=_protocol_listing(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run.add_argument("--library", action="append", required=True, help="repeat for several")
     run.add_argument("--backbones", required=True, help="comma-separated registry keys")
     run.add_argument(
         "--protocol",
         default="loo",
-        help=f"comma-separated: loo, {', '.join(list(PROTOCOLS)[1:])}, or all",
+        help=f"comma-separated protocols (see below): {choices_text()}",
     )
-    run.add_argument("--out", default=str(DEFAULT_OUT), help="JSONL file the records append to")
-    run.add_argument("--csv", help="also write every record of --out as CSV here")
+    run.add_argument(
+        "--out",
+        help="JSONL file the records append to (default: a new file per library under "
+        f"<cache>/{RUNS_FOLDER}/; give benchmarks/results/results.jsonl to update the "
+        "committed results)",
+    )
+    run.add_argument("--csv", help="also write every record of --out (or of this run) as CSV")
     run.add_argument(
         "--random-weights",
         action="store_true",
@@ -66,36 +97,47 @@ def _progress(fraction: float, message: str) -> None:
     print(f"[{100 * fraction:5.1f}%] {message}", file=sys.stderr, flush=True)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from benchmarks.latency import LatencySettings
-    from benchmarks.protocol_runs import parse_protocols
-    from benchmarks.results_file import export_csv, read_records
-    from benchmarks.runner import ARCHITECTURE_ONLY, check_backbones, run_benchmark
+def new_run_file(library_name: str, *, started: datetime) -> Path:
+    """``<cache>/benchmark-runs/<UTC time>-<library>.jsonl``, a name no earlier run used."""
+    folder = cache_root() / RUNS_FOLDER
+    stem = f"{started.strftime('%Y%m%dT%H%M%SZ')}-{slug(library_name)}"
+    path, n = folder / f"{stem}.jsonl", 1
+    while path.exists():
+        n += 1
+        path = folder / f"{stem}-{n}.jsonl"
+    return path
 
+
+def cmd_run(args: argparse.Namespace) -> int:
     backbones = [b.strip() for b in args.backbones.split(",") if b.strip()]
     protocols = parse_protocols(args.protocol)
     check_backbones(backbones, random_weights=args.random_weights)  # fail before any work
     settings = LatencySettings(batch_size=args.timing_batch, repeats=args.timing_repeats)
     if args.random_weights:
         print(f"Note: {ARCHITECTURE_ONLY}", file=sys.stderr)
-    total = 0
-    for library in args.library:
+    started = datetime.now(UTC)
+    written: list[Path] = []
+    for path in args.library:
+        library = open_library(path)
+        out = Path(args.out) if args.out else new_run_file(library.name, started=started)
         records = run_benchmark(
             library,
             backbones,
             protocols,
             progress=_progress,
-            out=args.out,
+            out=out,
             random_weights=args.random_weights,
             device=args.device,
             latency=settings,
             num_workers=args.workers,
         )
-        total += len(records)
         _print_summary(records)
-    print(f"{total} record(s) appended to {args.out}")
+        print(f"{len(records)} record(s) of {library.name} appended to {out}")
+        written += [out] if out not in written else []
     if args.csv:
-        print(f"CSV of all records in {args.out}: {export_csv(read_records(args.out), args.csv)}")
+        frame = pd.concat([read_records(out) for out in written], ignore_index=True)
+        shown = args.out or ", ".join(str(out) for out in written)
+        print(f"CSV of all records in {shown}: {export_csv(frame, args.csv)}")
     return 0
 
 
@@ -118,9 +160,6 @@ def _print_summary(records: list[dict]) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from benchmarks.report import load, markdown_report, save_plots
-    from benchmarks.results_file import export_csv
-
     frame = load(args.results)
     text = markdown_report(frame, source=Path(args.results).name, notes=args.note)
     if args.markdown:
@@ -146,8 +185,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return cmd_run(args) if args.command == "run" else cmd_report(args)
     except (ValueError, TypeError, RuntimeError, OSError) as err:
-        from benchmarks.runner import BenchmarkCancelled
-
         if isinstance(err, BenchmarkCancelled):
             print(str(err), file=sys.stderr)
             return EXIT_ERROR

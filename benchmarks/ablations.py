@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from benchmarks.protocols import RetrievalRun, as_labels, exclusion_mask, retrieve
+from benchmarks.retrieval import RetrievalRun, as_labels, exclusion_mask, retrieve
 from benchmarks.search import Metric, as_matrix
 
 # Mahbod et al.'s (2024) MedMNIST sizes; 224 is most backbones' native input.

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from benchmarks.ablations import IMAGE_SIZES, downsample_image, image_size_ablation
-from benchmarks.protocols import RetrievalRun
+from benchmarks.retrieval import RetrievalRun
 from data_index.embed_cache import EmbeddingCache
 from models import Backbone, open_image
 from models.base import l2_normalize

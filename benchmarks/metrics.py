@@ -65,7 +65,7 @@ def _n_relevant(
     if n_relevant is None:
         raise ValueError(
             "n_relevant is required: pass the number of relevant items in the index per query "
-            "(benchmarks.protocols runs carry it as run.n_relevant)."
+            "(benchmarks.retrieval runs carry it as run.n_relevant)."
         )
     counts = np.asarray(n_relevant)
     if counts.shape != (rel.shape[0],):

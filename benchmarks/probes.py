@@ -25,7 +25,7 @@ from sklearn.model_selection import (
 )
 from sklearn.svm import LinearSVC
 
-from benchmarks.protocols import as_labels, retrieve
+from benchmarks.retrieval import as_labels, retrieve
 from benchmarks.search import Metric, as_matrix
 from benchmarks.votes import vote_labels
 

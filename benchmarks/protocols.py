@@ -1,240 +1,407 @@
-"""Image-to-image retrieval protocols of the seed papers, on arrays only (no files, no models).
+"""The protocol registry, and each protocol run on one embedded library as flat records.
 
-Every protocol returns a `RetrievalRun`: who queried, what came back, and how many relevant
-items each query could have found, which is all `benchmarks.metrics` and
-`benchmarks.records.retrieval_records` need. Rows always refer to the caller's arrays, so a
-runner can map them back to `CaseLibrary.cases`.
+Every protocol is one `Protocol` in `REGISTRY`, registered with `@register_protocol` beside its
+run function (as timm's `register_model` does for models): its name and aliases, a one-line
+description, the paper it follows, and its requirements. The CLI's choices, the Benchmark
+tab's list and every skip reason come from here. The runner embeds a library once per
+backbone and hands the aligned arrays (`benchmarks.embedded.Embedded`) to `protocol_records`,
+which checks the protocol's requirements and either runs it or returns one skip record saying
+which requirement the view does not meet. Records here lack the run-level keys (backbone,
+library, timings, device), which the runner adds.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from benchmarks.search import Metric, as_matrix, exact_search
+from benchmarks.ablations import index_size_ablation
+from benchmarks.embedded import (
+    REAL_WEIGHTS,
+    TEXT_TOWER,
+    TRAIN_TEST_SPLIT,
+    Embedded,
+    ProtocolSkipped,
+    Requirement,
+)
+from benchmarks.image_sizes import image_size_runs
+from benchmarks.probes import knn_classification, linear_probe
+from benchmarks.records import classification_records, retrieval_records
+from benchmarks.reference_classifier import (
+    LABELS_THE_CLASSIFIER_KNOWS,
+    OWN_CLASSIFIER,
+    reference_classifier_records,
+)
+from benchmarks.retrieval import (
+    RetrievalRun,
+    cosine_vs_euclidean,
+    exclusion_mask,
+    leave_one_out,
+    train_test,
+)
+from benchmarks.text_protocols import (
+    PROMPT_TEMPLATES,
+    class_prompts,
+    ensemble_prompt_embeddings,
+    text_to_image,
+    zero_shot_classification,
+)
+from data_index.audit import case_or_copy_groups, queries_with_copy
+
+# Pham et al. (2025) reports Top-1/2/5/10/20; Mahbod et al. (2024) and Denner et al. (2024) use 5
+# and 10; the app shows 3.
+KS: tuple[int, ...] = (1, 2, 3, 5, 10, 20)
+PER_CLASS_KS: tuple[int, ...] = (1, 5, 10)
+KNN_KS: tuple[int, ...] = (1, 5, 10)
+INDEX_SIZES: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500)
+DEFAULT_EXCLUSION = "case+duplicates"
+RunProtocol = Callable[[Embedded], list[dict]]
 
 
+# --- what index-size needs ---------------------------------------------------------------------
+def _index_size_plan(view: Embedded) -> tuple[int, list[int], int]:
+    """(queries per class, index sizes in cases per class, cases in the smallest class)."""
+    labels, cases = view.labels, view.case_ids
+    smallest = min(len(np.unique(cases[labels == c])) for c in np.unique(labels))
+    queries = max(1, min(10, smallest // 4))
+    return queries, [s for s in INDEX_SIZES if s <= smallest - queries], smallest
+
+
+def _too_few_cases_for_sizes(view: Embedded) -> str | None:
+    _, sizes, smallest = _index_size_plan(view)
+    if sizes:
+        return None
+    return f"the smallest class has {smallest} case(s): too few for an index-size series."
+
+
+TWO_CASES_PER_CLASS = Requirement("at least two cases in every class", _too_few_cases_for_sizes)
+
+
+# --- the registry -------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class RetrievalRun:
-    """Ranked neighbours for a set of queries, plus what the metrics need to score them."""
+class Protocol:
+    """One evaluation protocol: its names, what it does, whose paper, what it needs, its run."""
 
-    protocol: str
-    metric: str  # "cosine" | "euclidean": how neighbours were ranked
-    query_rows: np.ndarray  # (n,) rows of the queries in the caller's arrays
-    query_labels: np.ndarray  # (n,)
-    neighbour_rows: np.ndarray  # (n, k) rows of the ranked neighbours, best first
-    retrieved_labels: np.ndarray  # (n, k)
-    scores: np.ndarray  # (n, k) cosine similarity, or Euclidean distance
-    n_relevant: np.ndarray  # (n,) same-label items the query was allowed to retrieve
-    index_rows: np.ndarray  # rows searched (before per-query exclusions)
-    params: Mapping[str, object] = field(default_factory=dict)  # copied into every record
+    name: str
+    aliases: tuple[str, ...]
+    description: str  # one line
+    paper: str | None  # as cited, e.g. "Pham et al. (2025)"; None for this project's own
+    requirements: tuple[Requirement, ...]  # besides REAL_WEIGHTS, which every protocol needs
+    run: RunProtocol
 
     @property
-    def k(self) -> int:
-        return int(self.retrieved_labels.shape[1])
+    def label(self) -> str:
+        """The description with its paper: one line for the CLI help and the Benchmark tab."""
+        return f"{self.description} ({self.paper})" if self.paper else self.description
+
+    def unmet(self, view: Embedded) -> str | None:
+        """Why this view cannot run the protocol (its first unmet requirement), or None."""
+        for requirement in (REAL_WEIGHTS, *self.requirements):
+            reason = requirement.unmet(view)
+            if reason is not None:
+                return reason
+        return None
 
 
-def as_labels(labels: object, *, n: int, name: str = "labels") -> np.ndarray:
-    """A 1-D label array of length n, or a ValueError saying what was wrong."""
-    array = np.asarray(labels)
-    if array.ndim != 1 or array.shape[0] != n:
-        raise ValueError(
-            f"{name} must be 1-D with {n} entries (one per row), got shape {array.shape}."
-        )
-    if array.dtype.kind == "f" and np.any(np.isnan(array)):
-        raise ValueError(f"{name} contains NaN; give every row a label or drop it first.")
-    if array.dtype == object and any(x is None for x in array.tolist()):
-        raise ValueError(f"{name} contains None; give every row a value or drop it first.")
-    return array
+REGISTRY: dict[str, Protocol] = {}  # registration order: the CLI's, the tab's and "all"'s order
 
 
-def _codes(values: np.ndarray) -> np.ndarray:
-    """Dense int codes, so equality masks are cheap whatever the id type."""
-    return np.unique(values, return_inverse=True)[1].reshape(-1)
-
-
-def exclusion_mask(
+def register_protocol(
+    name: str,
     *,
-    query_rows: np.ndarray,
-    index_rows: np.ndarray,
-    case_ids: np.ndarray | None = None,
-    group_ids: np.ndarray | None = None,
-) -> np.ndarray:
-    """(n_queries, n_index) mask: the query itself, its case, and its duplicate group.
+    description: str,
+    paper: str | None,
+    aliases: Sequence[str] = (),
+    requires: Sequence[Requirement] = (),
+) -> Callable[[RunProtocol], RunProtocol]:
+    """Decorator: register the decorated run function as protocol ``name``."""
 
-    `case_ids` and `group_ids` are aligned with all rows of the caller's arrays; a pair is
-    excluded when the rows are equal or either id matches. Group ids come from the duplicate
-    audit (issue 7): near-identical photos filed under different cases must not count as hits.
-    """
-    query_rows = np.asarray(query_rows)
-    index_rows = np.asarray(index_rows)
-    mask = query_rows[:, None] == index_rows[None, :]
-    for ids in (case_ids, group_ids):
-        if ids is not None:
-            codes = _codes(np.asarray(ids))
-            mask |= codes[query_rows][:, None] == codes[index_rows][None, :]
-    return mask
+    def register(run: RunProtocol) -> RunProtocol:
+        taken = {*REGISTRY, *_aliases()}
+        clashes = sorted({name, *aliases} & taken)
+        if clashes:
+            raise ValueError(f"Protocol name(s) {clashes} are registered already.")
+        REGISTRY[name] = Protocol(name, tuple(aliases), description, paper, tuple(requires), run)
+        return run
+
+    return register
 
 
-def retrieve(
-    *,
-    embeddings: np.ndarray,
-    labels: np.ndarray,
-    query_rows: np.ndarray,
-    index_rows: np.ndarray,
-    k: int | None,
-    metric: Metric = "cosine",
-    case_ids: np.ndarray | None = None,
-    group_ids: np.ndarray | None = None,
-    protocol: str,
-    params: Mapping[str, object] | None = None,
-) -> RetrievalRun:
-    """Rank `index_rows` for each of `query_rows`, excluding same row, same case, same group."""
-    vectors = as_matrix(embeddings, name="embeddings")
-    n = vectors.shape[0]
-    labels = as_labels(labels, n=n)
-    case_ids = None if case_ids is None else as_labels(case_ids, n=n, name="case_ids")
-    group_ids = None if group_ids is None else as_labels(group_ids, n=n, name="group_ids")
-    query_rows = np.asarray(query_rows, dtype=np.int64)
-    index_rows = np.asarray(index_rows, dtype=np.int64)
-    if query_rows.size == 0 or index_rows.size == 0:
-        raise ValueError(f"{protocol}: need at least one query and one index item.")
-    mask = exclusion_mask(
-        query_rows=query_rows, index_rows=index_rows, case_ids=case_ids, group_ids=group_ids
-    )
-    found = exact_search(
-        queries=vectors[query_rows], index=vectors[index_rows], k=k, metric=metric, exclude=mask
-    )
-    label_codes = _codes(labels)
-    same_label = label_codes[query_rows][:, None] == label_codes[index_rows][None, :]
-    neighbour_rows = index_rows[found.rows]
-    return RetrievalRun(
-        protocol=protocol,
-        metric=metric,
-        query_rows=query_rows,
-        query_labels=labels[query_rows],
-        neighbour_rows=neighbour_rows,
-        retrieved_labels=labels[neighbour_rows],
-        scores=found.scores,
-        n_relevant=(same_label & ~mask).sum(axis=1),
-        index_rows=index_rows,
-        params=dict(params or {}),
-    )
+def _aliases() -> dict[str, str]:
+    return {alias: p.name for p in REGISTRY.values() for alias in p.aliases}
 
 
-def leave_one_out(
-    *,
-    embeddings: np.ndarray,
-    labels: np.ndarray,
-    k: int | None,
-    metric: Metric = "cosine",
-    case_ids: np.ndarray | None = None,
-    group_ids: np.ndarray | None = None,
-) -> RetrievalRun:
-    """Every item queries the rest of one library (Pham et al. (2025)), minus its own case and
-    group.
-
-    Pham et al. (2025) ranked each of 1,300 photos against the others; here a query also cannot
-    retrieve another photo of the same case, nor a near-duplicate (same `group_ids` entry),
-    which would otherwise inflate top-1.
-    """
-    n = as_matrix(embeddings, name="embeddings").shape[0]
-    rows = np.arange(n)
-    return retrieve(
-        embeddings=embeddings,
-        labels=labels,
-        query_rows=rows,
-        index_rows=rows,
-        k=k,
-        metric=metric,
-        case_ids=case_ids,
-        group_ids=group_ids,
-        protocol="leave-one-out",
-    )
+def choices_text() -> str:
+    """Every name a user may give, aliases in brackets: for help texts and errors."""
+    names = [
+        f"{p.name} ({', '.join(p.aliases)})" if p.aliases else p.name for p in REGISTRY.values()
+    ]
+    return ", ".join(names) + " or all"
 
 
-def split_rows(*, splits: np.ndarray, name: str, n: int) -> np.ndarray:
-    """Rows whose split equals `name`, or a ValueError listing the splits present."""
-    splits = as_labels(splits, n=n, name="splits")
-    rows = np.flatnonzero(splits == name)
-    if rows.size == 0:
-        present = sorted({str(s) for s in splits.tolist()})
-        raise ValueError(f"no rows in split {name!r}; the splits present are {present}.")
-    return rows
-
-
-def train_test(
-    *,
-    embeddings: np.ndarray,
-    labels: np.ndarray,
-    splits: np.ndarray,
-    k: int | None,
-    metric: Metric = "cosine",
-    index_split: str = "train",
-    query_split: str = "test",
-    case_ids: np.ndarray | None = None,
-    group_ids: np.ndarray | None = None,
-) -> RetrievalRun:
-    """Index = one split, queries = another (Mahbod et al. (2024) and Denner et al. (2024): train
-    indexed, test queries).
-
-    When case or group ids are given, an index item sharing either with the query is skipped,
-    so a case (or duplicate) split across train and test cannot match itself.
-    """
-    n = as_matrix(embeddings, name="embeddings").shape[0]
-    if index_split == query_split:
-        raise ValueError(
-            f"index_split and query_split are both {index_split!r}; use leave_one_out for "
-            "queries drawn from the index itself."
-        )
-    return retrieve(
-        embeddings=embeddings,
-        labels=labels,
-        query_rows=split_rows(splits=splits, name=query_split, n=n),
-        index_rows=split_rows(splits=splits, name=index_split, n=n),
-        k=k,
-        metric=metric,
-        case_ids=case_ids,
-        group_ids=group_ids,
-        protocol="train-test",
-        params={"index_split": index_split, "query_split": query_split},
-    )
-
-
-def cosine_vs_euclidean(
-    *,
-    raw_embeddings: np.ndarray,
-    labels: np.ndarray,
-    k: int | None,
-    splits: np.ndarray | None = None,
-    case_ids: np.ndarray | None = None,
-    group_ids: np.ndarray | None = None,
-) -> dict[str, RetrievalRun]:
-    """The same protocol ranked by cosine (L2-normalised) and by Euclidean distance (raw).
-
-    Pham et al. (2025) section D: Euclidean on un-normalised vectors lets vector length (lighting,
-    modality) sway the ranking. Leave-one-out unless `splits` is given (then train/test).
-    When every vector has the same length (unit-normalised input, or a backbone whose raw
-    output has fixed norm) the two rankings coincide by construction; both runs then carry
-    params["equal_norms"] = True so a report can say so instead of crediting the metric.
-    """
-    vectors = as_matrix(raw_embeddings, name="raw_embeddings")
-    norms = np.linalg.norm(vectors, axis=1)
-    params = {
-        "norm_min": float(norms.min()),
-        "norm_max": float(norms.max()),
-        "equal_norms": bool(np.ptp(norms) <= 1e-4 * max(float(norms.max()), 1e-12)),
-    }
-    runs = {}
-    for metric in ("cosine", "euclidean"):
-        common = {"embeddings": vectors, "labels": labels, "k": k, "metric": metric}
-        ids = {"case_ids": case_ids, "group_ids": group_ids}
-        if splits is None:
-            run = leave_one_out(**common, **ids)
+def parse_protocols(names: str | Sequence[str]) -> list[str]:
+    """Canonical protocol names from a comma list or a list; "all" means every protocol."""
+    items = names.split(",") if isinstance(names, str) else list(names)
+    aliases = _aliases()
+    out: list[str] = []
+    for raw in items:
+        name = str(raw).strip().lower().replace("_", "-")
+        if not name:
+            continue
+        if name == "all":
+            wanted = list(REGISTRY)
+        elif name in REGISTRY or name in aliases:
+            wanted = [aliases.get(name, name)]
         else:
-            run = train_test(**common, splits=splits, **ids)
-        runs[metric] = dataclasses.replace(run, params={**run.params, **params})
-    return runs
+            raise ValueError(f"Unknown protocol '{raw}'; choose from {choices_text()}.")
+        out.extend(p for p in wanted if p not in out)
+    if not out:
+        raise ValueError("Name at least one protocol, e.g. --protocol loo.")
+    return out
+
+
+def skip_record(protocol: str, reason: str) -> dict:
+    """A record saying a protocol did not run and why (value None, metric "skipped")."""
+    return {"protocol": protocol, "metric": "skipped", "k": None, "value": None, "reason": reason}
+
+
+def protocol_records(name: str, view: Embedded) -> list[dict]:
+    """Records of one canonical protocol (see `parse_protocols`) on one embedded library, or
+    one skip record: the first requirement the view does not meet, or what the run found."""
+    protocol = REGISTRY[name]
+    reason = protocol.unmet(view)
+    if reason is None:
+        try:
+            return protocol.run(view)
+        except ProtocolSkipped as skipped:
+            reason = str(skipped)
+    return [skip_record(name, reason)]
+
+
+# --- the protocols ------------------------------------------------------------------------------
+def _largest_k(view: Embedded, query_rows, index_rows, *, group_ids) -> int:
+    mask = exclusion_mask(
+        query_rows=query_rows, index_rows=index_rows, case_ids=view.case_ids, group_ids=group_ids
+    )
+    fewest = int(len(index_rows) - mask.sum(axis=1).max())
+    if fewest < 1:
+        raise ProtocolSkipped("no query has a single candidate left after excluding its case.")
+    return min(max(KS), fewest)
+
+
+def _scored(run: RetrievalRun, *, per_class: bool, **extra: object) -> list[dict]:
+    records = retrieval_records(run, ks=KS, per_class=per_class)
+    records = [r for r in records if r["class"] is None or r["k"] in PER_CLASS_KS]
+    return [{**r, **extra} for r in records]
+
+
+def _copy_fields(view: Embedded) -> dict:
+    with_copy, other_case = queries_with_copy(group_ids=view.group_ids, case_ids=view.case_ids)
+    return {"n_queries_with_copy": with_copy, "n_queries_copy_other_case": other_case}
+
+
+@register_protocol(
+    "leave-one-out",
+    aliases=("loo", "leave-one-case-out"),
+    description="every image queries the rest of the library",
+    paper="Pham et al. (2025)",
+)
+def run_leave_one_out(view: Embedded) -> list[dict]:
+    """Both exclusions: the default (case and duplicate group) and case-only, for comparison."""
+    rows = np.arange(len(view.labels))
+    copies = _copy_fields(view)
+    out = []
+    for exclusion, groups in ((DEFAULT_EXCLUSION, view.group_ids), ("case-only", None)):
+        k = _largest_k(view, rows, rows, group_ids=groups)
+        run = leave_one_out(
+            embeddings=view.unit,
+            labels=view.labels,
+            k=k,
+            case_ids=view.case_ids,
+            group_ids=groups,
+        )
+        out += _scored(run, per_class=exclusion == DEFAULT_EXCLUSION, exclusion=exclusion, **copies)
+    return out
+
+
+@register_protocol(
+    "train-test",
+    description="train indexed, test queries",
+    paper="Mahbod et al. (2024), Denner et al. (2024)",
+    requires=(TRAIN_TEST_SPLIT,),
+)
+def run_train_test(view: Embedded) -> list[dict]:
+    query_rows = np.flatnonzero(view.splits == "test")
+    index_rows = np.flatnonzero(view.splits == "train")
+    k = _largest_k(view, query_rows, index_rows, group_ids=view.group_ids)
+    run = train_test(
+        embeddings=view.unit,
+        labels=view.labels,
+        splits=view.splits,
+        k=k,
+        case_ids=view.case_ids,
+        group_ids=view.group_ids,
+    )
+    return _scored(run, per_class=True, exclusion=DEFAULT_EXCLUSION)
+
+
+@register_protocol(
+    "cosine-vs-euclidean",
+    aliases=("cosine-euclidean",),
+    description="leave-one-out by cosine and by raw Euclidean",
+    paper="Pham et al. (2025)",
+)
+def run_cosine_vs_euclidean(view: Embedded) -> list[dict]:
+    rows = np.arange(len(view.labels))
+    k = _largest_k(view, rows, rows, group_ids=view.group_ids)
+    runs = cosine_vs_euclidean(
+        raw_embeddings=view.raw,
+        labels=view.labels,
+        k=k,
+        case_ids=view.case_ids,
+        group_ids=view.group_ids,
+    )
+    out = []
+    for run in runs.values():
+        run = dataclasses.replace(run, protocol="cosine-vs-euclidean")
+        out += _scored(run, per_class=False, exclusion=DEFAULT_EXCLUSION)
+    return out
+
+
+@register_protocol(
+    "text",
+    aliases=("text-to-image", "zero-shot"),
+    description="prompts query the images, images pick a prompt",
+    paper="Pham et al. (2025), Yan et al. (2025)",
+    requires=(TEXT_TOWER,),
+)
+def run_text(view: Embedded) -> list[dict]:
+    backbone = view.backbone
+    names = sorted(set(view.labels.tolist()))
+    stack = np.stack(
+        [
+            backbone.encode_texts(class_prompts(class_names=names, template=t))
+            for t in PROMPT_TEMPLATES
+        ]
+    )
+    text = ensemble_prompt_embeddings(stack)
+    common = {"text_embeddings": text, "class_names": names, "image_embeddings": view.unit}
+    to_images = text_to_image(**common, image_labels=view.labels, k=min(max(KS), len(view.unit)))
+    zero_shot = zero_shot_classification(**common, image_labels=view.labels)
+    extra = {"prompts": " | ".join(PROMPT_TEMPLATES)}
+    return _scored(to_images, per_class=False, **extra) + _scored(
+        zero_shot, per_class=True, **extra
+    )
+
+
+def _split_groups(view: Embedded) -> np.ndarray:
+    return case_or_copy_groups(group_ids=view.group_ids, case_ids=view.case_ids)
+
+
+@register_protocol(
+    "linear-probe",
+    aliases=("probe", "linear"),
+    description="logistic regression, 80/20, 5-fold grid over C",
+    paper="Khoiwal & McMillan (2024)",
+)
+def run_linear_probe(view: Embedded) -> list[dict]:
+    """Khoiwal & McMillan (2024)'s 5-fold grid; fewer folds (down to 2, recorded as n_folds) for
+    small classes."""
+    groups = _split_groups(view)
+    for n_folds in (5, 4, 3, 2):
+        try:
+            result = linear_probe(
+                embeddings=view.unit, labels=view.labels, groups=groups, n_folds=n_folds
+            )
+            break
+        except ValueError as err:
+            if n_folds == 2 or "cross-validation" not in str(err):
+                raise ProtocolSkipped(str(err)) from err
+    records = classification_records(result, protocol="linear-probe")
+    extra = {"features": "l2-normalised", "split_groups": DEFAULT_EXCLUSION}
+    return [{**r, **extra, "n_queries": result.params["n_test"]} for r in records]
+
+
+@register_protocol(
+    "knn",
+    aliases=("knn-vote",),
+    description="majority vote of the k nearest training images, 80/20",
+    paper="Denner et al. (2024)",
+)
+def run_knn(view: Embedded) -> list[dict]:
+    out = []
+    for k in KNN_KS:
+        try:
+            result = knn_classification(
+                embeddings=view.unit, labels=view.labels, k=k, groups=_split_groups(view)
+            )
+        except ValueError as err:
+            raise ProtocolSkipped(str(err)) from err
+        records = classification_records(result, protocol="knn")
+        out += [{**r, "n_queries": result.params["n_test"]} for r in records]
+    return out
+
+
+@register_protocol(
+    "index-size",
+    description="fixed queries against indexes of growing size",
+    paper="Denner et al. (2024)",
+    requires=(TWO_CASES_PER_CLASS,),
+)
+def run_index_size(view: Embedded) -> list[dict]:
+    queries, sizes, _ = _index_size_plan(view)
+    runs = index_size_ablation(
+        embeddings=view.unit,
+        labels=view.labels,
+        cases_per_class=sizes,
+        k=max(KS),
+        queries_per_class=queries,
+        case_ids=view.case_ids,
+        group_ids=view.group_ids,
+    )
+    out = []
+    for run in runs:
+        out += _scored(run, per_class=False, exclusion=DEFAULT_EXCLUSION)
+    return out
+
+
+@register_protocol(
+    "image-size",
+    description="leave-one-out on images shrunk to 28-224 px",
+    paper="Mahbod et al. (2024)",
+)
+def run_image_size(view: Embedded) -> list[dict]:
+    rows = np.arange(len(view.labels))
+    k = _largest_k(view, rows, rows, group_ids=view.group_ids)
+    runs = image_size_runs(
+        backbone=view.backbone,
+        paths=view.paths,
+        sha1s=view.sha1s,
+        cache_dir=view.embeddings_cache,
+        evaluate=lambda embeddings: leave_one_out(
+            embeddings=embeddings,
+            labels=view.labels,
+            k=k,
+            case_ids=view.case_ids,
+            group_ids=view.group_ids,
+        ),
+    )
+    out = []
+    for run in runs:
+        run = dataclasses.replace(run, protocol="image-size")
+        out += _scored(run, per_class=False, exclusion=DEFAULT_EXCLUSION)
+    return out
+
+
+@register_protocol(
+    "reference-classifier",
+    aliases=("own-classifier",),
+    description="the backbone's own classifier against votes of its retrieved neighbours",
+    paper=None,
+    requires=(OWN_CLASSIFIER, LABELS_THE_CLASSIFIER_KNOWS),
+)
+def run_reference_classifier(view: Embedded) -> list[dict]:
+    return reference_classifier_records(view)

@@ -1,16 +1,24 @@
-"""Turn protocol results into flat records: one dict per (protocol, metric, k[, class]).
+"""Benchmark records: flat dicts built from protocol results, and their files on disk.
 
-A runner adds its own keys (backbone, library, timings) to each record and writes JSONL; plots
-and reports read only these records. Overall rows have `class` None; per-class rows name it.
+One record per (protocol, metric, k[, class]); overall rows have `class` None, per-class rows
+name it. A runner adds its own keys (backbone, library, timings) to each record and appends
+them to a JSONL file (one record per line); plots and reports read only these records, from
+that file or from its CSV export.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 from benchmarks import metrics as M
 from benchmarks.probes import ClassificationResult
-from benchmarks.protocols import RetrievalRun
+from benchmarks.retrieval import RetrievalRun
 from benchmarks.votes import majority_vote_correct_per_query
 
 DEFAULT_KS: tuple[int, ...] = (1, 3, 5, 10)
@@ -98,3 +106,65 @@ def classification_records(result: ClassificationResult, *, protocol: str) -> li
             for label, v in table.items()
         )
     return out
+
+
+# --- on disk ----------------------------------------------------------------------------------
+def _plain(value: object) -> object:
+    """JSON-safe scalars: numpy types unwrapped, NaN and inf written as null."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _default(value: object) -> object:
+    return value.item() if isinstance(value, np.generic) else str(value)
+
+
+def append_records(records: Iterable[dict], path: Path) -> Path:
+    """Append records to a JSONL file (created with its folders when missing)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [
+        json.dumps({k: _plain(v) for k, v in r.items()}, default=_default, allow_nan=False)
+        for r in records
+    ]
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("".join(line + "\n" for line in lines))
+    return path
+
+
+def read_records(path: str | Path, *, tolerant: bool = False) -> pd.DataFrame:
+    """All records of a JSONL file as a DataFrame; a half-written last line is skipped.
+
+    By default a line that is not JSON elsewhere, or a file without records, is an error: the
+    file was named by a user. ``tolerant`` is for scanning folders that a running benchmark may
+    be writing: every line that is not JSON is skipped, and a file without records reads as an
+    empty frame.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path} is not a results file: run `python -m benchmarks run` first.")
+    rows = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            if tolerant or number == len(lines):
+                continue  # a run stopped mid-write
+            raise ValueError(f"{path} line {number} is not JSON ({err.msg}).") from err
+    if not rows and not tolerant:
+        raise ValueError(f"{path} holds no records.")
+    return pd.DataFrame(rows)
+
+
+def export_csv(records: pd.DataFrame, path: str | Path) -> Path:
+    """Write records as CSV (one column per key; empty where a record lacks it)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    records.to_csv(path, index=False)
+    return path

@@ -9,17 +9,15 @@ optimistic (the images may be in its training set).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
+from benchmarks.embedded import Embedded, Requirement
 from benchmarks.probes import classification_result
-from benchmarks.protocols import leave_one_out
 from benchmarks.records import classification_records
+from benchmarks.retrieval import leave_one_out
 from benchmarks.votes import vote_labels
-
-if TYPE_CHECKING:
-    from benchmarks.protocol_runs import Embedded
+from models import list_specs
+from models.xception_ham10000 import HAM10000ReferenceClassifier
 
 VOTE_KS: tuple[int, ...] = (1, 5, 10)
 CAVEAT = (
@@ -28,24 +26,40 @@ CAVEAT = (
 )
 
 
+def _no_classifier(view: Embedded) -> str | None:
+    if view.backbone.spec.has_classifier:
+        return None
+    having = [spec.key for spec in list_specs() if spec.has_classifier]
+    names = ", ".join(having) or "no registered backbone"
+    verb = "have" if len(having) > 1 else "has"
+    return f"only {names} {verb} a classifier of its own; {view.backbone.key} has none."
+
+
+def _labels_unknown_to_classifier(view: Embedded) -> str | None:
+    classes = HAM10000ReferenceClassifier(backbone=view.backbone).classes
+    unknown = sorted(set(view.labels.tolist()) - set(classes))
+    if not unknown:
+        return None
+    return (
+        f"the library's labels {unknown} are not among the classifier's HAM10000 classes "
+        f"({', '.join(classes)})."
+    )
+
+
+OWN_CLASSIFIER = Requirement("a backbone with a classifier of its own", _no_classifier)
+LABELS_THE_CLASSIFIER_KNOWS = Requirement(
+    "library labels among the classifier's classes", _labels_unknown_to_classifier
+)
+
+
 def reference_classifier_records(view: Embedded) -> list[dict]:
-    """accuracy, macro F1 and macro AUC of the classifier and of k-NN votes, same queries."""
-    from benchmarks.protocol_runs import ProtocolSkipped
+    """accuracy, macro F1 and macro AUC of the classifier and of k-NN votes, same queries.
 
-    if view.backbone.key != "xception-ham10000":
-        raise ProtocolSkipped(
-            f"only xception-ham10000 has a classifier of its own; {view.backbone.key} has none."
-        )
-    from models.xception_ham10000 import HAM10000ReferenceClassifier
-
+    Needs OWN_CLASSIFIER and LABELS_THE_CLASSIFIER_KNOWS (the protocol registry checks both
+    first); the one classifier of its own in the registry is xception-ham10000's HAM10000 head.
+    """
     classifier = HAM10000ReferenceClassifier(backbone=view.backbone)
     classes = np.array(classifier.classes)
-    unknown = sorted(set(view.labels.tolist()) - set(classes.tolist()))
-    if unknown:
-        raise ProtocolSkipped(
-            f"the library's labels {unknown} are not among the classifier's HAM10000 classes "
-            f"({', '.join(classes)})."
-        )
     true = view.labels
     common = {"caveat": CAVEAT}
     rows = np.arange(len(true))  # every image is a test image: the classifier was trained elsewhere

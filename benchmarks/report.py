@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks import plots
+from benchmarks.records import read_records
 from benchmarks.report_tables import (
     fmt,
     fmt_seconds,
@@ -84,8 +85,7 @@ def with_optional_columns(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def load(path: str | Path) -> pd.DataFrame:
-    from benchmarks.results_file import read_records
-
+    """The newest run of each configuration in a results file, every optional column present."""
     return with_optional_columns(latest_runs(read_records(path)))
 
 

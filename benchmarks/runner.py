@@ -9,7 +9,6 @@ accuracy is ever recorded for them.
 
 from __future__ import annotations
 
-import os
 import platform
 import subprocess
 import uuid
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.embedded import Embedded
 from benchmarks.latency import (
     SUMMARY_KEYS,
     LatencySettings,
@@ -28,19 +28,15 @@ from benchmarks.latency import (
     time_search,
     time_usearch,
 )
-from benchmarks.protocol_runs import Embedded, ProtocolSkipped, parse_protocols, protocol_records
-from benchmarks.results_file import append_records
-from benchmarks.timing import device_description
+from benchmarks.protocols import parse_protocols, protocol_records
+from benchmarks.records import append_records
+from benchmarks.timing import machine_description
 from data_index.audit import DuplicateReport, audit_library
 from data_index.case_index import CaseIndex
 from data_index.library import CaseLibrary
 from models import Backbone, availability, get_spec, list_specs, load_backbone
 
 Progress = Callable[[float, str], None]
-ARCHITECTURE_ONLY = (
-    "accuracy is not recorded for architecture-only backbones: with random weights their "
-    "vectors mean nothing, so only their timings are kept."
-)
 _PACKAGES = ("numpy", "torch", "usearch", "scikit-learn", "pandas", "open_clip_torch", "timm")
 
 
@@ -74,11 +70,11 @@ def software_versions() -> dict:
 
 
 def _device_fields(backbone: Backbone) -> dict:
-    described = device_description(str(backbone.device))
+    described = machine_description(str(backbone.device))
     keep = ("device", "device_name", "cpu_model", "cpus_available", "torch_threads", "cuda")
     out = {key: described[key] for key in keep if key in described}
-    if hasattr(os, "getloadavg"):
-        out["load_average_1min"] = round(os.getloadavg()[0], 2)  # the 2-core box is shared
+    if described["load_average"] is not None:
+        out["load_average_1min"] = described["load_average"][0]  # the 2-core box is shared
     return out
 
 
@@ -219,7 +215,8 @@ def _backbone_records(
     dups: DuplicateReport | None,
     relpaths_all: list[str],
 ) -> list[dict]:
-    """Latency, then each protocol (pretrained only), for one backbone on one library."""
+    """Latency, then each protocol (each skipped, with its reason, where it cannot run), for
+    one backbone on one library."""
 
     def embedded(done: int, total: int) -> None:
         step(0.6 * done / max(total, 1), f"embedding {done}/{total} images")
@@ -256,38 +253,17 @@ def _backbone_records(
         }
         for name in ("embed_s_per_image", "search_s_per_query", "total_s_per_image")
     ]
-    if backbone.weights_origin != "pretrained":
-        step(0.7, ARCHITECTURE_ONLY)
-        return out + [_skip(name, ARCHITECTURE_ONLY, sizes) for name in names]
-    view = Embedded(
-        unit=index.vectors(),
-        raw=index.raw,
-        labels=labels,
-        case_ids=cases["case_id"].astype(str).to_numpy(),
-        splits=cases["split"].fillna("").astype(str).to_numpy(),
-        group_ids=_aligned(dups, relpaths_all, cases["relpath"].astype(str).tolist()),
-        paths=paths,
-        sha1s=cases["sha1"].astype(str).tolist(),
+    view = Embedded.from_index(
+        index,
         backbone=backbone,
+        group_ids=_aligned(dups, relpaths_all, cases["relpath"].astype(str).tolist()),
         embeddings_cache=embeddings_cache,
     )
     for j, name in enumerate(names):
         step(0.7 + 0.3 * j / len(names), f"protocol {name}")
-        try:
-            out += [{**sizes, **record} for record in protocol_records(name, view)]
-        except ProtocolSkipped as skipped:
-            step(0.7 + 0.3 * (j + 1) / len(names), f"{name} skipped: {skipped}")
-            out.append(_skip(name, str(skipped), sizes))
+        found = protocol_records(name, view)
+        for record in found:
+            if record["metric"] == "skipped":
+                step(0.7 + 0.3 * (j + 1) / len(names), f"{name} skipped: {record['reason']}")
+        out += [{**sizes, **record} for record in found]
     return out
-
-
-def _skip(protocol: str, reason: str, sizes: dict) -> dict:
-    """A record saying a protocol did not run and why (value None, metric "skipped")."""
-    return {
-        **sizes,
-        "protocol": protocol,
-        "metric": "skipped",
-        "k": None,
-        "value": None,
-        "reason": reason,
-    }

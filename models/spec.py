@@ -32,6 +32,7 @@ class BackboneSpec:
     has_text: bool
     licence: str
     gated: bool = False
+    has_classifier: bool = False  # a classification head of its own, beside the vectors
     params_m: float | None = None
     reference: str = ""
     weights_from: WeightsFrom = "hub"

@@ -17,7 +17,7 @@ import pytest
 from library_factory import PATTERNS, pattern_image, save_image
 from PIL import Image
 
-from benchmarks.bench_app import free_port, stop_process_group, wait_until_serving
+from benchmarks.perf.app_process import free_port, stop_process_group, wait_until_serving
 from demo.render import MATCH_RGB, MISMATCH_RGB, UNKNOWN_RGB
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

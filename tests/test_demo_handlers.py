@@ -18,7 +18,7 @@ from gradio.events import SelectData
 from gradio.state_holder import SessionState
 from PIL import Image, ImageDraw
 
-from benchmarks.results_file import read_records
+from benchmarks.records import read_records
 from demo import build_demo
 from demo import handlers_bench as hb
 from demo import handlers_library as hl

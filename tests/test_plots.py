@@ -14,8 +14,8 @@ from benchmarks.plots import (
     per_class_bars,
     tsne_records,
 )
-from benchmarks.protocols import leave_one_out
 from benchmarks.records import retrieval_records
+from benchmarks.retrieval import leave_one_out
 
 # (backbone, family, hit@1, seconds per image): "slow-worse" is dominated by "fast-good".
 BACKBONES = [

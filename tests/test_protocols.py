@@ -16,8 +16,8 @@ from benchmarks.ablations import (
     size_transform,
 )
 from benchmarks.probes import holdout_split, knn_classification, linear_probe
-from benchmarks.protocols import cosine_vs_euclidean, leave_one_out, train_test
 from benchmarks.records import classification_records, retrieval_records
+from benchmarks.retrieval import cosine_vs_euclidean, leave_one_out, train_test
 from benchmarks.search import exact_search
 from benchmarks.text_protocols import (
     class_prompts,

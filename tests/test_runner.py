@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,10 +18,10 @@ from PIL import Image
 
 from benchmarks.__main__ import main
 from benchmarks.latency import LatencySettings
-from benchmarks.protocol_runs import parse_protocols
+from benchmarks.protocols import REGISTRY, parse_protocols
+from benchmarks.records import read_records
 from benchmarks.report import markdown_report
 from benchmarks.report_tables import latest_runs
-from benchmarks.results_file import read_records
 from benchmarks.runner import BenchmarkCancelled, run_benchmark
 from data_index import CaseLibrary
 from data_index.audit import audit_cache_file, audit_library, case_or_copy_groups, queries_with_copy
@@ -98,9 +100,7 @@ def colour_run(workspace):
     ],
 )
 def test_parse_protocols(given, expected):
-    from benchmarks.protocol_runs import PROTOCOLS
-
-    assert parse_protocols(given) == (expected or list(PROTOCOLS))
+    assert parse_protocols(given) == (expected or list(REGISTRY))
 
 
 @pytest.mark.parametrize("bad", ["loocv", "", " , "])
@@ -251,6 +251,43 @@ def test_cli_errors_exit_2_with_one_sentence(workspace, capsys, args, needle):
     code, _, err = call(capsys, "run", "--library", str(workspace / "lib"), *args)
     assert code == 2
     assert needle in err and len(err.strip().splitlines()) == 1
+
+
+def results_state() -> dict[str, tuple[int, str]]:
+    """(mtime, sha1) of every file under the committed benchmarks/results/."""
+    folder = REPO / "benchmarks" / "results"
+    return {
+        str(path.relative_to(folder)): (
+            path.stat().st_mtime_ns,
+            hashlib.sha1(path.read_bytes()).hexdigest(),
+        )
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def test_cli_run_without_out_writes_a_new_file_in_the_cache_never_the_results(workspace, capsys):
+    before = results_state()
+    runs = workspace / "cache" / "benchmark-runs"
+    old = set(runs.glob("*.jsonl"))
+    args = ["run", "--library", str(workspace / "lib"), "--backbones", "color-texture"]
+    args += ["--protocol", "loo", "--timing-batch", "4", "--timing-repeats", "2"]
+    args += ["--csv", str(workspace / "this-run.csv")]
+    printed = []
+    for _ in range(2):  # a second run gets a file of its own, even within the same second
+        code, out, err = call(capsys, *args)
+        assert code == 0, err
+        printed.append(out)
+    assert results_state() == before
+    new = set(runs.glob("*.jsonl")) - old
+    assert len(new) == 2
+    for out in printed:
+        (path,) = [p for p in new if f"appended to {p}" in out]
+        assert re.fullmatch(r"\d{8}T\d{6}Z-lib(-\d+)?\.jsonl", path.name)
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+        runs_in_file = {(r["library"], r["run_id"]) for r in records}
+        assert len(runs_in_file) == 1 and next(iter(runs_in_file))[0] == "lib"
+    assert len(pd.read_csv(workspace / "this-run.csv")) == len(records)
 
 
 def test_cli_bad_library_and_bad_results_exit_2(workspace, capsys):

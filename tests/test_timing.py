@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.timing import device_description, synchroniser, time_callable
+from benchmarks.timing import machine_description, synchroniser, time_callable
 
 
 def test_time_callable_warms_up_then_repeats():
@@ -40,8 +40,13 @@ def test_bad_arguments_and_devices():
     assert synchroniser("cpu")() is None
 
 
-def test_device_description_names_the_cpu():
-    info = device_description()
+def test_machine_description_names_the_cpu_and_its_load():
+    import torch  # described only where the process uses it
+
+    info = machine_description()
     assert info["device"] == "cpu"
     assert isinstance(info["cpu_model"], str) and info["cpu_model"]
-    assert info["cpu_count"] >= 1 and info["torch_threads"] >= 1
+    assert info["cpu_count"] >= 1 and info["torch_threads"] == torch.get_num_threads()
+    assert info["python"].count(".") == 2
+    load = info["load_average"]
+    assert load is None or (len(load) == 3 and all(x >= 0 for x in load))

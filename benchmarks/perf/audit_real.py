@@ -7,6 +7,7 @@ from itertools import combinations
 from pathlib import Path
 
 from data_index.audit import find_cross_duplicates, find_duplicate_groups, render_group_strip
+from data_index.locations import REPO_ROOT
 from models import Backbone
 
 # Groups in the shared sets that were looked at by eye and are copies of one photo; the
@@ -49,7 +50,7 @@ def audit_shared_datasets(
     """Groups and label conflicts inside each dataset and between each pair of datasets.
 
     With ``backbone``, its embedding neighbours are extra candidates (as in the app)."""
-    known = load_known_copies(Path(__file__).resolve().parents[1] / KNOWN_COPIES_CSV)
+    known = load_known_copies(REPO_ROOT / KNOWN_COPIES_CSV)
     result: dict[str, dict[str, object]] = {}
     manifests = {name: _manifest(root, name) for name in names}
     vectors = {

@@ -5,8 +5,8 @@ normalise: what DataLoader workers do) is timed apart from the model call. Backb
 weights are not here run architecture-only (random weights): same arithmetic, so the timing
 holds, but their vectors mean nothing.
 
-    .venv/bin/python -m benchmarks.bench_backbones
-    .venv/bin/python -m benchmarks.bench_backbones --backbones dermlip-vit-b16 --batch-sizes 1 8
+    .venv/bin/python -m benchmarks.perf.backbones
+    .venv/bin/python -m benchmarks.perf.backbones --backbones dermlip-vit-b16 --batch-sizes 1 8
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmarks.timing import Timing, device_description, time_callable
+from benchmarks.timing import Timing, machine_description, time_callable
+from data_index.locations import REPO_ROOT
 from models import availability, get_spec, load_backbone, open_image
 from models.base import resolve_device
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results" / "backbone_latency.json"
-PUBLISHED = REPO / "benchmarks" / "data" / "published_latency.csv"
-SHARED = Path(os.environ.get("DERMSEARCH_SHARED", REPO.parent / "shared")) / "datasets"
+RESULTS = REPO_ROOT / "benchmarks" / "results" / "backbone_latency.json"
+PUBLISHED = REPO_ROOT / "benchmarks" / "data" / "published_latency.csv"
+SHARED = Path(os.environ.get("DERMSEARCH_SHARED", REPO_ROOT.parent / "shared")) / "datasets"
 DEFAULT_BACKBONES = ("efficientnet-lite0", "color-texture", "xception-ham10000", "vit-b16")
 N_IMAGES = 32
 # Timed-call budget per (backbone, batch size): slow architectures stop early (after 3 calls).
@@ -125,7 +125,7 @@ def time_backbone(bb, images, *, batch_sizes: list[int], repeats: int) -> list[d
 
 
 def published_reference(keys: list[str]) -> list[dict]:
-    """Seed papers' own embedding times for these backbones (their hardware, not ours)."""
+    """The papers' own embedding times for these backbones (their hardware, not ours)."""
     if not PUBLISHED.is_file():
         return []
     with PUBLISHED.open(newline="", encoding="utf-8") as handle:
@@ -184,7 +184,7 @@ def render_published(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.bench_backbones", description=__doc__
+        prog="python -m benchmarks.perf.backbones", description=__doc__
     )
     parser.add_argument(
         "--backbones", nargs="+", default=[], help="registry keys timed in addition to the defaults"
@@ -208,9 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     device = str(resolve_device(args.device))
     keys = list(dict.fromkeys([*([] if args.only else DEFAULT_BACKBONES), *args.backbones]))
     images, image_note = benchmark_images(max(args.images, *args.batch_sizes))
-    machine = device_description(device)
+    machine = machine_description(device)
     # Shared machines: the load from other jobs is part of what these numbers mean.
-    machine["load_average_1m_at_start"] = os.getloadavg()[0]
+    machine["load_average_1m_at_start"] = machine.pop("load_average")[0]
     print(f"Machine: {machine}\nImages: {image_note} (decoded before timing)\n")
 
     records, skipped = [], []
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             records += time_backbone(bb, images, batch_sizes=args.batch_sizes, repeats=args.repeats)
         del bb
 
-    machine["load_average_1m_at_end"] = os.getloadavg()[0]
+    machine["load_average_1m_at_end"] = machine_description(device)["load_average"][0]
     published = published_reference(keys)
     print(render_table(records, skipped))
     print("\nmodel = bb.embed_batch on preprocessed tensors (inference, copy back, L2-normalise);"
@@ -244,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         "published_reference": published,
     }
     args.out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwrote {args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out}")
+    shown = args.out.relative_to(REPO_ROOT) if args.out.is_relative_to(REPO_ROOT) else args.out
+    print(f"\nwrote {shown}")
     return 0
 
 

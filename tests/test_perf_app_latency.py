@@ -1,4 +1,4 @@
-"""The non-timing helpers of benchmarks/bench_app.py: query choice, summaries, the results file."""
+"""The non-timing helpers of benchmarks/perf/app_latency.py: query choice, summaries, results."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmarks.bench_app import Level, Outcome, pick_queries, render_table, summarise, write_run
+from benchmarks.perf.app_latency import (
+    Level,
+    Outcome,
+    pick_queries,
+    render_table,
+    summarise,
+    write_run,
+)
 
 
 def manifest() -> pd.DataFrame:

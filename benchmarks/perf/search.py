@@ -1,12 +1,11 @@
-"""Search benchmark (issue 3, item 6): latency and recall@10 of exact and HNSW search.
+"""Search benchmark: latency and recall@10 of exact and HNSW search.
 
 Compares usearch exact, usearch HNSW (f32, f16), numpy brute force and Mahbod et al.'s (2024)
-per-query
-sklearn cosine_similarity + argsort on clustered vectors grown from real image embeddings,
-and measures the library size above which HNSW answers a single query faster than exact.
+per-query sklearn cosine_similarity + argsort on clustered vectors grown from real image
+embeddings, and measures the library size above which HNSW answers a single query faster than exact.
 
-    .venv/bin/python -m benchmarks.bench_search            # full run (~25 min, 2 cores)
-    .venv/bin/python -m benchmarks.bench_search --quick    # CI-sized, under a minute
+    .venv/bin/python -m benchmarks.perf.search            # full run (~25 min, 2 cores)
+    .venv/bin/python -m benchmarks.perf.search --quick    # CI-sized, under a minute
 """
 
 from __future__ import annotations
@@ -14,8 +13,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import platform
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,8 +21,8 @@ import numpy as np
 import usearch
 from threadpoolctl import threadpool_limits
 
-from benchmarks import search_methods as sm
-from benchmarks.search_measure import (
+from benchmarks.perf import search_methods as sm
+from benchmarks.perf.search_measure import (
     RECALL_TARGET,
     TUNING_MARGIN,
     Log,
@@ -33,14 +30,14 @@ from benchmarks.search_measure import (
     hnsw_records,
     numpy_single_record,
 )
-from benchmarks.search_report import (
+from benchmarks.perf.search_report import (
     build_rates,
     crossover,
     render_markdown,
     render_table,
     target_check,
 )
-from benchmarks.search_vectors import (
+from benchmarks.perf.search_vectors import (
     DEFAULT_CACHE,
     RealEmbeddings,
     cluster_model,
@@ -48,9 +45,10 @@ from benchmarks.search_vectors import (
     real_embeddings,
     sample,
 )
+from benchmarks.timing import machine_description
+from data_index.locations import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
+RESULTS = REPO_ROOT / "benchmarks" / "results"
 SEED = 20_240_603
 FULL_SIZES = (1_300, 10_000, 100_000, 1_000_000)
 # Extra prefix sizes between the main ones, measured only for the exact-vs-HNSW crossover.
@@ -134,9 +132,9 @@ def run(
             gc.collect()
         del library, truths
         gc.collect()
+    machine = machine_description()
     return {
         "benchmark": "search",
-        "issue": "3.6",
         "note": MACHINE_NOTE,
         "setup": {
             "k": sm.K,
@@ -155,8 +153,8 @@ def run(
             "single_query_threads": 1,
             "usearch": usearch.__version__,
             "numpy": np.__version__,
-            "cpu": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
+            "cpu": machine["cpu_model"],
+            "cpus": machine["cpu_count"],
             "hnsw": {
                 "connectivity": sm.CONNECTIVITY,
                 "expansion_add": sm.EXPANSION_ADD,
@@ -188,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
         help="largest library size that gets HNSW indexes (build cost)",
     )
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--shared", type=Path, default=REPO.parent / "shared")
+    parser.add_argument("--shared", type=Path, default=REPO_ROOT.parent / "shared")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument(
         "--out", type=Path, default=None, help=f"default {RESULTS}; /tmp for --quick"

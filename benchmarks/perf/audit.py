@@ -1,6 +1,6 @@
 """Benchmark of the duplicate audit: known-transform copies of real photos, then the real sets.
 
-Run: .venv/bin/python -m benchmarks.bench_audit [--sources 200 --copies 3 --distractors 300]
+Run: .venv/bin/python -m benchmarks.perf.audit [--sources 200 --copies 3 --distractors 300]
 Reads ../shared/datasets at run time (never copied into the repo); copies go to a temp dir.
 Writes benchmarks/results/audit.json and audit.md; group strips go to --strips (for eyes).
 """
@@ -11,7 +11,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -20,20 +19,21 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.audit_copies import STRESS_TRANSFORMS, TRANSFORMS, make_copy
-from benchmarks.audit_real import KNOWN_COPIES_CSV, audit_shared_datasets, load_known_copies
+from benchmarks.perf.audit_copies import STRESS_TRANSFORMS, TRANSFORMS, make_copy
+from benchmarks.perf.audit_real import KNOWN_COPIES_CSV, audit_shared_datasets, load_known_copies
+from benchmarks.timing import machine_description
 from data_index.audit import find_duplicate_groups
+from data_index.locations import REPO_ROOT
 from models import Backbone, load_backbone
 from models.base import open_image
 
-REPO = Path(__file__).resolve().parents[1]
 DATASETS = ("ham10000-subset", "infectious-8", "mpox-msld")
 GEOMETRIC = ("hflip", "vflip", "rot90", "rot180", "rot270", "crop", "zoom")
 ALL_TRANSFORMS = TRANSFORMS + STRESS_TRANSFORMS
 
 
 def shared_root() -> Path:
-    root = Path(os.environ.get("DERMSEARCH_SHARED", REPO.parent / "shared")) / "datasets"
+    root = Path(os.environ.get("DERMSEARCH_SHARED", REPO_ROOT.parent / "shared")) / "datasets"
     if not root.is_dir():
         raise SystemExit(f"real datasets not found at {root}; this benchmark needs ../shared.")
     return root
@@ -41,7 +41,7 @@ def shared_root() -> Path:
 
 def photo_pool(root: Path) -> list[str]:
     """Every shared photo, keeping one of each group of copies already checked by eye."""
-    known = load_known_copies(REPO / KNOWN_COPIES_CSV)
+    known = load_known_copies(REPO_ROOT / KNOWN_COPIES_CSV)
     drop = {path for group in known for path in sorted(group)[1:]}
     pool = []
     for name in DATASETS:
@@ -208,10 +208,12 @@ def run_synthetic(
 
 
 def machine() -> dict[str, object]:
+    """The fields audit.json has always carried, from the one machine description."""
+    described = machine_description()
     return {
-        "cpu_count": os.cpu_count(),
-        "processor": platform.processor() or platform.machine(),
-        "load_average_1m_at_start": round(os.getloadavg()[0], 2),
+        "cpu_count": described["cpu_count"],
+        "processor": described["cpu_model"],
+        "load_average_1m_at_start": described["load_average"][0],
     }
 
 
@@ -291,7 +293,7 @@ def main() -> None:
         help="also take each image's embedding neighbours as candidates (e.g. efficientnet-lite0)",
     )
     parser.add_argument("--strips", type=Path, default=Path(tempfile.gettempdir()) / "audit")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "audit")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "audit")
     args = parser.parse_args()
     root = shared_root()
     backbone = load_backbone(args.candidate_backbone) if args.candidate_backbone else None

@@ -85,7 +85,7 @@ def crossover(records: list[dict]) -> dict:
 
 
 def target_check(records: list[dict], *, n: int) -> list[dict]:
-    """Issue 3's target at `n` cases: HNSW under 1 ms per query with recall@10 >= 0.99."""
+    """The target at `n` cases: HNSW under 1 ms per query with recall@10 >= 0.99."""
     singles = _singles(records)
     out = []
     for method, dim, size in sorted(singles):
@@ -226,11 +226,11 @@ def render_markdown(doc: dict, *, table: str) -> str:
     setup, hnsw = doc["setup"], doc["setup"]["hnsw"]
     return "\n".join(
         [
-            "# Search benchmark (issue 3, item 6)",
+            "# Search benchmark: exact and HNSW search against brute force",
             "",
             f"> {doc['note']}",
             "",
-            f"`python -m benchmarks.bench_search` took {setup.get('wall_s', '?')} s; every "
+            f"`python -m benchmarks.perf.search` took {setup.get('wall_s', '?')} s; every "
             "record is in `search_benchmark.json`.",
             "",
             f"- Vectors: {setup['vectors']} ({setup['centres']} real centres).",

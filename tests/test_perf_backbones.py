@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from benchmarks.bench_backbones import main, published_reference
+from benchmarks.perf.backbones import main, published_reference
 
 
 def test_latency_benchmark_writes_records_skips_and_published_figures(tmp_path, capsys):

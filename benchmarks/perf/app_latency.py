@@ -5,9 +5,9 @@ Each client is a thread with its own ``gradio_client.Client``; a request uploads
 thumbnails. Reports median and p95 at 1 and 8 concurrent clients, plus errors. All traffic
 goes to 127.0.0.1. Warm-up requests (model load, index load or build) are never timed.
 
-    .venv/bin/python -m benchmarks.bench_app                  # starts app.py itself
-    .venv/bin/python -m benchmarks.bench_app --url http://127.0.0.1:7860/
-    .venv/bin/python -m benchmarks.bench_app --torch-threads 1 --no-download
+    .venv/bin/python -m benchmarks.perf.app_latency                  # starts app.py itself
+    .venv/bin/python -m benchmarks.perf.app_latency --url http://127.0.0.1:7860/
+    .venv/bin/python -m benchmarks.perf.app_latency --torch-threads 1 --no-download
 
 Results go to benchmarks/results/app_latency.json, one entry per configuration.
 """
@@ -17,19 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -38,13 +33,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks.perf.app_process import running_app
+from benchmarks.timing import machine_description
+from data_index.locations import REPO_ROOT
+
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio_client reads it
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_LIBRARY = REPO.parent / "shared" / "datasets" / "infectious-8"
-DEFAULT_OUT = REPO / "benchmarks" / "results" / "app_latency.json"
+DEFAULT_LIBRARY = REPO_ROOT.parent / "shared" / "datasets" / "infectious-8"
+DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "app_latency.json"
 API_NAME = "/search_photo"
-START_TIMEOUT_S = 300
 SERVER_TIMING = re.compile(r"embedding the photo (\d+) ms · search ([\d.]+) ms")
 
 
@@ -68,7 +65,7 @@ class Level:
     stopped_early: bool = False
 
 
-# --- pure helpers (tested in tests/test_bench_app.py) ------------------------------------------
+# --- pure helpers (tested in tests/test_perf_app_latency.py) --------------------------------
 def pick_queries(manifest: pd.DataFrame, *, root: Path, per_class: int = 2) -> list[tuple]:
     """(absolute path, label) of the first ``per_class`` test-split photos of each class (all
     splits when there is no test split), interleaved across classes so any prefix is mixed."""
@@ -133,84 +130,11 @@ def code_state() -> dict:
     """The commit measured and the app's files that differ from it (uncommitted edits)."""
 
     def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
+        done = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True)
         return done.stdout.strip() if done.returncode == 0 else ""
 
     dirty = git("status", "--porcelain", "--", "app.py", "demo", "models", "data_index")
     return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted": dirty.splitlines()}
-
-
-# --- the app under test ------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until_serving(url: str, proc: subprocess.Popen | None, *, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"app.py exited with code {proc.returncode}; see its log above.")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(1)
-    raise RuntimeError(f"Nothing answered at {url} within {timeout_s:.0f} s.")
-
-
-def stop_process_group(proc: subprocess.Popen, *, timeout_s: float = 20) -> None:
-    """End a process started with ``start_new_session=True`` and all it started: TERM, then KILL."""
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=timeout_s)
-
-
-@contextmanager
-def running_app(
-    *, library: Path, backbone: str, log: Path, torch_threads: int | None = None
-) -> Iterator[str]:
-    """app.py in its own process group on a free 127.0.0.1 port; ended on exit, whatever
-    happens. Gradio's temporary files go to a folder deleted afterwards. ``torch_threads``
-    sets the app's intra-op threads per request; None leaves the app's default."""
-    port = free_port()
-    scratch = Path(tempfile.mkdtemp(prefix="bench-app-"))
-    env = {
-        **os.environ,
-        "GRADIO_TEMP_DIR": str(scratch),
-        "HF_HUB_OFFLINE": "1",
-        "GRADIO_ANALYTICS_ENABLED": "False",
-    }
-    if torch_threads is not None:
-        env |= {
-            "DERMSEARCH_TORCH_THREADS": str(torch_threads),
-            "OMP_NUM_THREADS": str(torch_threads),
-        }
-    command = [sys.executable, "app.py", "--library", str(library), "--backbone", backbone]
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [*command, "--host", "127.0.0.1", "--port", str(port)],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        wait_until_serving(url, proc, timeout_s=START_TIMEOUT_S)
-        yield url
-    finally:
-        stop_process_group(proc)
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 # --- driving it --------------------------------------------------------------------------------
@@ -350,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not manifest_path.is_file():
         raise SystemExit(f"No manifest.csv in {library}: pass --library a shared dataset folder.")
     queries = pick_queries(pd.read_csv(manifest_path), root=library)
-    load_before = os.getloadavg()
+    before = machine_description()
     code = code_state()  # before the app starts: what it imports
     with tempfile.TemporaryDirectory(prefix="bench-app-dl-") as downloads:
         log = Path(downloads) / "app.log"
@@ -399,10 +323,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "levels": rows,
         "table_markdown": table,
         "machine": {
-            "cpus": os.cpu_count(),
-            "loadavg_before": [round(x, 2) for x in load_before],
-            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-            "python": platform.python_version(),
+            "cpus": before["cpu_count"],
+            "loadavg_before": before["load_average"],
+            "loadavg_after": machine_description()["load_average"],
+            "python": before["python"],
             "gradio_client": version("gradio_client"),
         },
         "created": datetime.now(UTC).isoformat(timespec="seconds"),

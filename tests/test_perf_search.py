@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks import search_methods as sm
-from benchmarks.bench_search import run
-from benchmarks.search_report import crossover, render_markdown, render_table
-from benchmarks.search_vectors import (
+from benchmarks.perf import search_methods as sm
+from benchmarks.perf.search import run
+from benchmarks.perf.search_report import crossover, render_markdown, render_table
+from benchmarks.perf.search_vectors import (
     RealEmbeddings,
     cluster_model,
     neighbour_structure,

@@ -1,0 +1,98 @@
+"""Start app.py as its own process group on a free 127.0.0.1 port, wait for it, stop it.
+
+Not a script: the app-latency benchmark (`benchmarks.perf.app_latency`) and the browser test
+(`tests/test_browser.py`) both start and stop the app through these helpers.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from data_index.locations import REPO_ROOT
+
+START_TIMEOUT_S = 300
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_serving(url: str, proc: subprocess.Popen | None, *, timeout_s: float) -> None:
+    """Return once ``url`` answers 200; a RuntimeError if ``proc`` exits or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"app.py exited with code {proc.returncode}; see its log above.")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(1)
+    raise RuntimeError(f"Nothing answered at {url} within {timeout_s:.0f} s.")
+
+
+def stop_process_group(proc: subprocess.Popen, *, timeout_s: float = 20) -> None:
+    """End a process started with ``start_new_session=True`` and all it started: TERM, then KILL."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=timeout_s)
+
+
+@contextmanager
+def running_app(
+    *, library: Path, backbone: str, log: Path, torch_threads: int | None = None
+) -> Iterator[str]:
+    """app.py in its own process group on a free 127.0.0.1 port; ended on exit, whatever
+    happens. Gradio's temporary files go to a folder deleted afterwards. ``torch_threads``
+    sets the app's intra-op threads per request; None leaves the app's default."""
+    port = free_port()
+    scratch = Path(tempfile.mkdtemp(prefix="bench-app-"))
+    env = {
+        **os.environ,
+        "GRADIO_TEMP_DIR": str(scratch),
+        "HF_HUB_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
+    if torch_threads is not None:
+        env |= {
+            "DERMSEARCH_TORCH_THREADS": str(torch_threads),
+            "OMP_NUM_THREADS": str(torch_threads),
+        }
+    command = [sys.executable, "app.py", "--library", str(library), "--backbone", backbone]
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [*command, "--host", "127.0.0.1", "--port", str(port)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        wait_until_serving(url, proc, timeout_s=START_TIMEOUT_S)
+        yield url
+    finally:
+        stop_process_group(proc)
+        shutil.rmtree(scratch, ignore_errors=True)
