@@ -18,7 +18,8 @@ LIBRARY_SUFFIXES = (".zip", ".csv", ".parquet")
 
 @dataclass(frozen=True)
 class AppConfig:
-    """What the app starts with; ``library`` None opens it on the Library tab."""
+    """What the app starts with: the configured library, else the first shared dataset; None
+    (neither) opens the app on its getting-started page."""
 
     library: str | None
     backbone: str
@@ -79,6 +80,8 @@ def parse_config(
     )
     args, _unknown = parser.parse_known_args(list(argv or []))
     library = str(Path(args.library).expanduser().resolve()) if args.library else None
+    if library is None:
+        library = first_shared_library(env)
     return AppConfig(
         library=library,
         backbone=args.backbone,
@@ -88,10 +91,19 @@ def parse_config(
     )
 
 
-def shared_datasets_dir() -> Path:
+def shared_datasets_dir(env: Mapping[str, str] | None = None) -> Path:
     """``../shared/datasets`` beside the checkout (``DERMSEARCH_SHARED`` moves ``../shared``)."""
-    shared = os.environ.get("DERMSEARCH_SHARED")
+    shared = (os.environ if env is None else env).get("DERMSEARCH_SHARED")
     return (Path(shared).expanduser() if shared else REPO_ROOT.parent / "shared") / "datasets"
+
+
+def first_shared_library(env: Mapping[str, str] | None = None) -> str | None:
+    """The library a first visit opens when none is configured: the first shared dataset."""
+    shared = shared_datasets_dir(env)
+    if not shared.is_dir():
+        return None
+    found = sorted(p for p in shared.iterdir() if _is_library(p))
+    return str(found[0].resolve()) if found else None
 
 
 def uploads_dir() -> Path:

@@ -646,7 +646,7 @@ def test_config_flags_beat_environment(tmp_path):
     )
     config = parse_config(["--port", "7001", "--backbone", "efficientnet-lite0", "--x"], env=env)
     assert (config.port, config.backbone) == (7001, "efficientnet-lite0")
-    config = parse_config([], env={})
+    config = parse_config([], env={"DERMSEARCH_SHARED": str(tmp_path / "no-shared")})
     assert config.library is None and config.backbone == "efficientnet-lite0"
     assert config.torch_threads == 1
     assert (
@@ -714,3 +714,46 @@ def test_unreadable_upload_reaches_the_handler_and_shared_uploads_survive(tmp_pa
     assert read_query_photo(str(photo)).size == (64, 64)
     frequency, age = CACHE_SWEEP
     assert frequency + age <= 300
+
+
+def _two_shared_libraries(root: Path) -> Path:
+    for name in ("b-second", "a-first"):
+        for label in ("x", "y"):
+            folder = root / "datasets" / name / label
+            folder.mkdir(parents=True)
+            Image.new("RGB", (8, 8), (10, 200, 30)).save(folder / "0.png")
+    (root / "datasets" / "notes.txt").write_text("not a library")
+    return root
+
+
+def test_first_visit_selects_the_first_shared_dataset_unless_one_is_configured(tmp_path):
+    shared = _two_shared_libraries(tmp_path / "shared")
+    env = {"DERMSEARCH_SHARED": str(shared)}
+    assert parse_config([], env=env).library == str(shared / "datasets" / "a-first")
+    chosen = tmp_path / "mine"
+    chosen.mkdir()
+    assert parse_config([], env={**env, "DERMSEARCH_LIBRARY": str(chosen)}).library == str(chosen)
+    assert parse_config(["--library", str(chosen)], env=env).library == str(chosen)
+
+
+def _start_page_and_tab(demo) -> tuple[bool, str]:
+    blocks = list(demo.blocks.values())
+    page = next(b for b in blocks if getattr(b, "elem_id", None) == "getting-started")
+    tabs = next(b for b in blocks if getattr(b, "elem_id", None) == "tabs")
+    return page.visible, tabs.selected
+
+
+def test_first_visit_opens_on_search_or_on_the_getting_started_page(tmp_path, monkeypatch):
+    monkeypatch.setenv("DERMSEARCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("DERMSEARCH_LIBRARIES", raising=False)
+    monkeypatch.setenv("DERMSEARCH_SHARED", str(tmp_path / "no-shared"))
+    empty = build_demo(parse_config([], env={"DERMSEARCH_SHARED": str(tmp_path / "no-shared")}))
+    assert _start_page_and_tab(empty) == (True, "library")
+    shared = _two_shared_libraries(tmp_path / "shared")
+    monkeypatch.setenv("DERMSEARCH_SHARED", str(shared))
+    ready = build_demo(parse_config([], env={"DERMSEARCH_SHARED": str(shared)}))
+    assert _start_page_and_tab(ready) == (False, "search")
+    dropdown = next(
+        b for b in ready.blocks.values() if getattr(b, "elem_id", None) == "library-path"
+    )
+    assert dropdown.value == str(shared / "datasets" / "a-first")
