@@ -1,4 +1,5 @@
-"""`python -m data_index`: validate a case library, build and update its index, search it.
+"""`python -m data_index`: validate a case library, build and update its index, search it,
+export it as a bundle that opens elsewhere without embedding anything.
 
 Exit codes: 0 done; 1 `validate` found problems; 2 the command could not run (bad path,
 unknown backbone, missing weights, empty library, mismatched index ...), said on stderr.
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from data_index.bundle import export_bundle, is_bundle, open_bundle_index
 from data_index.case_index import EXACT_SEARCH_MAX_CASES, CaseIndex
 from data_index.library import CaseLibrary
 from data_index.locations import default_index_dir
@@ -197,8 +199,18 @@ def _print_hits(hits: list[Hit], *, as_json: bool, score_name: str) -> None:
         print(f"{h.rank:>3}  {score_name} {h.score:.4f}  {h.label:<24} {h.case_id:<32} {h.path}")
 
 
+def _open_index(path: str, *, backbone: str | None = None) -> CaseIndex:
+    """An index folder, or a bundle's index (for ``backbone``, or its only one)."""
+    if is_bundle(path):
+        return open_bundle_index(path, backbone_key=backbone)
+    index = CaseIndex.load(path)
+    if backbone is not None:
+        index.check_backbone(backbone_key=backbone)
+    return index
+
+
 def cmd_search(args: argparse.Namespace) -> int:
-    index = CaseIndex.load(args.index)
+    index = _open_index(args.index, backbone=args.backbone)
     if index.weights_origin != "pretrained":
         raise CommandError(
             "This index holds architecture-only (random-weight) vectors, made for timing: "
@@ -223,9 +235,20 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    with progress_bar("thumbnails") as bar:
+        info = export_bundle(args.index, args.out, licence_from=args.library, progress=bar)
+    licence = ", ".join(info["licence_files"]) or "none found (add the library's terms by hand)"
+    print(
+        f"Bundle {args.out}: {info['count']} cases, indexes for "
+        f"{', '.join(sorted(info['indexes']))}; licence files: {licence}."
+    )
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
-    index = CaseIndex.load(args.index)
-    manifest = {**index.manifest, "version_dir": str(resolve_version(args.index))}
+    index = _open_index(args.index, backbone=args.backbone)
+    manifest = {**index.manifest, "version_dir": str(resolve_version(index.path))}
     if args.json:
         print(json.dumps(manifest, indent=2, default=str))
         return 0
@@ -295,7 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("search", help="nearest cases to an image or a text")
-    p.add_argument("--index", required=True)
+    p.add_argument("--index", required=True, help="an index folder or a bundle")
+    p.add_argument("--backbone", default=None, help="which of a bundle's indexes (if several)")
     query = p.add_mutually_exclusive_group(required=True)
     query.add_argument("--image")
     query.add_argument("--text")
@@ -307,9 +331,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("info", help="describe an index")
-    p.add_argument("--index", required=True)
+    p.add_argument("--index", required=True, help="an index folder or a bundle")
+    p.add_argument("--backbone", default=None, help="which of a bundle's indexes (if several)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("export", help="write a bundle: thumbnails, indexes, licence, no images")
+    p.add_argument(
+        "--index", required=True, action="append", help="index folder (repeat: one per backbone)"
+    )
+    p.add_argument("--out", required=True, help="new folder for the bundle")
+    p.add_argument("--library", default=None, help="where the licence files are (default: root)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("add", help="add image files (referenced in place) to an index")
     p.add_argument("--index", required=True)
