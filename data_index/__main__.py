@@ -17,6 +17,7 @@ from pathlib import Path
 
 from data_index.bundle import export_bundle, is_bundle, open_bundle_index
 from data_index.case_index import EXACT_SEARCH_MAX_CASES, CaseIndex
+from data_index.hub import HubColumns
 from data_index.library import CaseLibrary
 from data_index.locations import default_index_dir
 from data_index.search import Hit
@@ -62,9 +63,13 @@ def _load_backbone(key: str, *, device: str | None):
     return load_backbone(key, device=device, precision=precision)
 
 
-def _library(path: str, *, decode: bool = False) -> CaseLibrary:
-    with progress_bar("checking files") as bar:
-        return CaseLibrary.load(path, decode=decode, progress=bar)
+def _library(path: str, *, decode: bool = False, args: argparse.Namespace | None = None):
+    hub = {}
+    if args is not None:
+        columns = HubColumns(args.image_column, args.label_column, args.case_column)
+        hub = {"max_cases": args.max_cases, "hub_columns": columns}
+    with progress_bar("reading cases") as bar:
+        return CaseLibrary.load(path, decode=decode, progress=bar, **hub)
 
 
 def _summary(report: ValidationReport) -> str:
@@ -79,7 +84,7 @@ def _summary(report: ValidationReport) -> str:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    library = _library(args.library, decode=not args.headers_only)
+    library = _library(args.library, decode=not args.headers_only, args=args)
     report = library.report
     audit = None
     if not args.no_audit and len(library):
@@ -138,7 +143,7 @@ def _audit_text(audit, cases, max_items: int) -> str:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    library = _library(args.library)
+    library = _library(args.library, args=args)
     if len(library) == 0:
         raise CommandError(
             f"The library {args.library} has no usable images: {_summary(library.report)}"
@@ -291,6 +296,19 @@ def cmd_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+LIBRARY_HELP = (
+    "class folders, a manifest, a zip, a bundle, hf://datasets/<org>/<name>[@rev][:split] "
+    "or a folder in the Hub's parquet layout"
+)
+
+
+def _hub_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-cases", type=int, default=None, help="Hub datasets: a seeded sample")
+    p.add_argument("--image-column", default=None, help="Hub datasets: the image column")
+    p.add_argument("--label-column", default=None, help="Hub datasets: the label column")
+    p.add_argument("--case-column", default=None, help="Hub datasets: the case/lesion id column")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m data_index",
@@ -300,7 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("validate", help="check a library and print what was found")
-    p.add_argument("--library", required=True, help="class folders, manifest, or a zip")
+    p.add_argument("--library", required=True, help=LIBRARY_HELP)
+    _hub_flags(p)
     p.add_argument("--headers-only", action="store_true", help="skip decoding every pixel")
     p.add_argument("--max-items", type=int, default=20, help="longest list printed")
     p.add_argument("--json", action="store_true")
@@ -308,7 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("build", help="embed a library and index it (updates an existing index)")
-    p.add_argument("--library", required=True)
+    p.add_argument("--library", required=True, help=LIBRARY_HELP)
+    _hub_flags(p)
     p.add_argument("--backbone", required=True, help="registry key (python -m models list)")
     p.add_argument("--out", help="index folder (default: <cache>/indexes/<library>--<backbone>)")
     p.add_argument("--dtype", choices=["f32", "f16"], default="f32")
