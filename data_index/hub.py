@@ -228,6 +228,7 @@ def materialise(
             (work / "README.md").write_text(card_text, encoding="utf-8")
         pd.DataFrame(rows).to_csv(work / "manifest.csv", index=False)
         card = {
+            "name": source.name,
             "source": str(source),
             "licence": licence,
             "citation": citation,

@@ -11,7 +11,14 @@ import numpy as np
 import pandas as pd
 
 from data_index.archive import extract_zip, library_folder
-from data_index.hub import HubColumns, is_hub_folder, is_hub_source, materialise, parse_hub_source
+from data_index.hub import (
+    HubColumns,
+    is_hub_folder,
+    is_hub_source,
+    materialise,
+    parse_hub_source,
+    read_card,
+)
 from data_index.validation import (
     DuplicateGroup,
     Problem,
@@ -80,6 +87,9 @@ class CaseLibrary:
             folder, manifest = source.parent, source
         if manifest is None:
             manifest = next((folder / n for n in MANIFEST_NAMES if (folder / n).is_file()), None)
+        card = read_card(folder)
+        if name is None and card is not None:
+            name = card.get("name") or None  # an unpacked Hub dataset keeps the dataset's name
         if name is None:
             name = folder.name if manifest is None or manifest.stem == "manifest" else manifest.stem
         if manifest is not None:

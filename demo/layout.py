@@ -6,8 +6,9 @@ from typing import Any
 
 import gradio as gr
 
+import demo.handlers_library as hl
 import demo.handlers_search as hs
-from demo.config import AppConfig, library_choices, served_roots
+from demo.config import DEMO_CASES, AppConfig, library_choices, local_library, served_roots
 from demo.errors import guarded
 from demo.handlers_models import registry_table
 from demo.state import AppState
@@ -39,11 +40,13 @@ GETTING_STARTED = (
 # (read into memory at once) and the thumbnails already sent to the browser.
 CACHE_SWEEP = (60, 120)
 MAX_UPLOAD = "500mb"
+PROGRESS = gr.Progress()
 
 
 def build_demo(config: AppConfig, *, state: AppState | None = None) -> gr.Blocks:
     """Build the Blocks app; nothing heavy happens here: libraries and models load on use."""
     state = state or AppState()
+    config = local_library(config)
     extra = [config.library] if config.library else []
     choices = library_choices(extra=extra)
     # A first visit lands on a ready Search tab whenever any library is on offer.
@@ -65,7 +68,13 @@ def build_demo(config: AppConfig, *, state: AppState | None = None) -> gr.Blocks
             )
         with gr.Column(visible=start_library is None, elem_id="getting-started") as start_page:
             gr.Markdown(GETTING_STARTED)
-        with gr.Tabs(selected="search" if start_library else "library", elem_id="tabs"):
+            demo_button = gr.Button(
+                f"Load a small public demo library ({DEMO_CASES} HAM10000 photos) from the "
+                "Hugging Face Hub",
+                variant="primary",
+                elem_id="load-demo-library",
+            )
+        with gr.Tabs(selected="search" if start_library else "library", elem_id="tabs") as tabs:
             with gr.Tab("Search", id="search", elem_id="tab-search"):
                 search = build_search_tab(state, library=library, backbone_key=default or "")
             with gr.Tab("Benchmark", id="benchmark", elem_id="tab-benchmark"):
@@ -102,6 +111,14 @@ def build_demo(config: AppConfig, *, state: AppState | None = None) -> gr.Blocks
         )
         library.change(
             lambda path: gr.update(visible=not path), [library], [start_page], api_name=False
+        )
+
+        def on_demo_library(progress=PROGRESS):
+            folder, choices = hl.load_demo_library(progress)
+            return gr.update(choices=choices, value=folder), gr.Tabs(selected="search")
+
+        demo_button.click(
+            guarded(on_demo_library), None, [library, tabs], api_name="load_demo_library"
         )
 
         def on_load(path):

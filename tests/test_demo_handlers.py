@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import zipfile
 from pathlib import Path
 
@@ -757,3 +758,34 @@ def test_first_visit_opens_on_search_or_on_the_getting_started_page(tmp_path, mo
         b for b in ready.blocks.values() if getattr(b, "elem_id", None) == "library-path"
     )
     assert dropdown.value == str(shared / "datasets" / "a-first")
+
+
+def test_the_demo_library_button_fails_here_with_one_sentence(tmp_path, monkeypatch):
+    monkeypatch.setenv("DERMSEARCH_CACHE", str(tmp_path / "cache"))
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"  # conftest: the suite never reaches the Hub
+    with pytest.raises(gr.Error) as err:
+        guarded(hl.load_demo_library)()
+    message = str(err.value)
+    assert "Could not load hf://datasets/marmal88/skin_cancer:test" in message
+    assert "Traceback" not in message and str(tmp_path) not in message
+
+
+def test_a_hub_library_opens_the_app_and_shows_its_licence(tmp_path, monkeypatch):
+    from hub_layout import write_hub_folder
+
+    monkeypatch.setenv("DERMSEARCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("DERMSEARCH_SHARED", str(tmp_path / "no-shared"))
+    monkeypatch.delenv("DERMSEARCH_LIBRARIES", raising=False)
+    folder = write_hub_folder(tmp_path / "patterns")
+    config = parse_config(["--library", f"hf://{folder}", "--max-cases", "6"], env={})
+    assert config.library == f"hf://{folder}" and config.max_cases == 6
+    demo = build_demo(config)
+    assert _start_page_and_tab(demo) == (False, "search")
+    dropdown = next(
+        b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "library-path"
+    )
+    assert dropdown.choices[0][0] == "patterns (configured)"
+    state = AppState()
+    summary = hl.library_summary(state, dropdown.value)
+    assert "6 usable images" in summary and "Licence: **cc-by-4.0**" in summary
+    assert "@misc{patterns2026" in summary
