@@ -74,6 +74,7 @@ def build_demo(config: AppConfig, *, state: AppState | None = None) -> gr.Blocks
                 variant="primary",
                 elem_id="load-demo-library",
             )
+            demo_status = gr.Markdown("", elem_id="load-demo-status")
         with gr.Tabs(selected="search" if start_library else "library", elem_id="tabs") as tabs:
             with gr.Tab("Search", id="search", elem_id="tab-search"):
                 search = build_search_tab(state, library=library, backbone_key=default or "")
@@ -114,11 +115,17 @@ def build_demo(config: AppConfig, *, state: AppState | None = None) -> gr.Blocks
         )
 
         def on_demo_library(progress=PROGRESS):
-            folder, choices = hl.load_demo_library(progress)
-            return gr.update(choices=choices, value=folder), gr.Tabs(selected="search")
+            try:
+                folder, choices = hl.load_demo_library(progress)
+            except ValueError as err:  # stays on the page, unlike a toast
+                return gr.skip(), gr.skip(), f"**The demo library could not be loaded.** {err}"
+            return gr.update(choices=choices, value=folder), gr.Tabs(selected="search"), ""
 
         demo_button.click(
-            guarded(on_demo_library), None, [library, tabs], api_name="load_demo_library"
+            guarded(on_demo_library),
+            None,
+            [library, tabs, demo_status],
+            api_name="load_demo_library",
         )
 
         def on_load(path):
