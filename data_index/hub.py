@@ -196,6 +196,10 @@ def materialise(
     """Unpack a Hub dataset (or a seeded sample of ``max_cases`` rows) into a cached manifest
     library; returns its folder. Done once per source, columns and sample."""
     source = source if isinstance(source, HubSource) else parse_hub_source(source)
+    if source.repo is not None:
+        bundle = _remote_bundle(source)
+        if bundle is not None:
+            return bundle
     columns = columns or HubColumns()
     if max_cases is not None and max_cases < 1:
         raise ValueError("--max-cases must be at least 1.")
@@ -245,6 +249,22 @@ def materialise(
         shutil.rmtree(work, ignore_errors=True)
         raise
     return out
+
+
+def _remote_bundle(source: HubSource) -> Path | None:
+    """A Hub dataset repository holding an index bundle is downloaded as it is (real files,
+    not cache links, so its relative paths hold); None when the repository is no bundle."""
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    from data_index.bundle import BUNDLE_FILE  # imported here: bundle.py imports this module
+
+    try:
+        hf_hub_download(source.repo, BUNDLE_FILE, repo_type="dataset", revision=source.revision)
+    except Exception:  # no bundle.json, or the Hub is unreachable: load_dataset then says so
+        return None
+    folder = extracted_dir() / "hub" / f"{slug(source.name)}-bundle"
+    snapshot_download(source.repo, repo_type="dataset", revision=source.revision, local_dir=folder)
+    return folder
 
 
 def _write_row(
