@@ -23,10 +23,9 @@ from PIL import Image, ImageOps
 from data_index.case_index import CaseIndex
 from data_index.library import CORE_COLUMNS, library_fingerprint
 from data_index.locations import slug
-from data_index.store import POINTER, IndexMismatch
+from data_index.store import BUNDLE_FILE, POINTER, IndexMismatch
 from data_index.validation import Progress
 
-BUNDLE_FILE = "bundle.json"
 BUNDLE_FORMAT = "dermsearch-bundle"
 BUNDLE_FORMAT_VERSION = 1
 THUMBNAIL_PX = 384

@@ -26,6 +26,7 @@ import pandas as pd
 from PIL import Image
 
 from data_index.locations import extracted_dir, slug
+from data_index.store import BUNDLE_FILE
 
 PREFIX = "hf://"
 CARD_FILE = "card.json"
@@ -255,8 +256,6 @@ def _remote_bundle(source: HubSource) -> Path | None:
     """A Hub dataset repository holding an index bundle is downloaded as it is (real files,
     not cache links, so its relative paths hold); None when the repository is no bundle."""
     from huggingface_hub import hf_hub_download, snapshot_download
-
-    from data_index.bundle import BUNDLE_FILE  # imported here: bundle.py imports this module
 
     try:
         hf_hub_download(source.repo, BUNDLE_FILE, repo_type="dataset", revision=source.revision)

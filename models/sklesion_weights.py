@@ -24,7 +24,7 @@ import zipfile
 from pathlib import Path
 
 from models.base import WeightsUnavailable
-from models.weights import weights_dir
+from models.weights_home import weights_dir
 
 PACKAGE = "sklesion"
 VERSION = "0.2.2"
