@@ -164,7 +164,8 @@ def export_bundle(
             progress(n + 1, len(cases))
 
     def rebased(table: pd.DataFrame) -> pd.DataFrame:
-        table = table.copy()
+        # The library's own sha1 column described the originals; the thumbnails have others.
+        table = table.rename(columns={"manifest_sha1": "original_sha1"})
         table["relpath"] = table["key"].map(lambda k: relpath[int(k)])
         table["sha1"] = table["key"].map(lambda k: sha1[int(k)])
         table["path"] = table["relpath"]  # made absolute again where the bundle is opened

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
-from library_factory import make_folder_library
+from library_factory import make_manifest_library
 
 from data_index import CaseIndex, CaseLibrary, IndexMismatch
 from data_index.bundle import BUNDLE_FILE, bundle_index_dir, export_bundle, open_bundle_index
@@ -31,7 +33,13 @@ def exported(tmp_path_factory):
     base = tmp_path_factory.mktemp("bundle")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DERMSEARCH_CACHE", str(base / "build-cache"))
-        library = make_folder_library(base / "skin-lib", per_class=3)
+        manifest = make_manifest_library(base / "skin-lib", per_class=3)
+        library = manifest.parent
+        table = pd.read_csv(manifest)  # a sha1 column, as the shared datasets have
+        table["sha1"] = [
+            hashlib.sha1((library / p).read_bytes()).hexdigest() for p in table["path"]
+        ]
+        table.to_csv(manifest, index=False)
         (library / "LICENSE.txt").write_text("CC BY 4.0, cite the authors.\n")
         loaded = CaseLibrary.load(library)
         paths = []
@@ -61,7 +69,8 @@ def test_moved_bundle_opens_in_the_app_without_embedding(exported, monkeypatch):
     state = AppState()
     bundle = str(exported["bundle"])
     library = state.library(bundle)
-    assert len(library) == 12
+    assert len(library) == 12 and library.report.ok and not library.report.problems
+    assert {"site", "original_sha1"} <= set(library.metadata_columns)
     for key in KEYS:
         assert state.index_status(bundle, key).state == "ready"
         idx = state.index(bundle, key, update=False)
