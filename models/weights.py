@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from models import sklesion_weights
+import models.sklesion_weights as sklesion_weights
 from models.base import WeightsUnavailable
 from models.spec import BackboneSpec
 from models.weights_home import weights_dir
