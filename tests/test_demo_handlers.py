@@ -469,12 +469,15 @@ def _zip_folder(folder: Path, target: Path) -> Path:
 def test_upload_good_zip_becomes_a_library(env, tmp_path):
     src = write_library(tmp_path / "src", with_manifest=False)
     upload = _zip_folder(src, tmp_path / "clinic.zip")
-    path, message = hl.upload_library(env["state"], str(upload), name="My clinic")
+    ident, message = hl.upload_library(env["state"], str(upload), name="My clinic")
+    # Without the app's strict catalog uploads are shared: kept under the cache for everyone.
+    path = env["state"].resolve(ident)
     assert Path(path).parent == Path(env["base"]) / "cache" / "uploads"
     assert f"{len(CLASSES) * PER_CLASS} images" in message
     assert path in {p for _, p in library_choices()}
+    assert ident in {i for _, i in env["state"].catalog.choices()}
     again, message = hl.upload_library(env["state"], str(upload), name="My clinic")
-    assert again == path and "uploaded before" in message
+    assert again == ident and "uploaded before" in message
 
 
 def test_bad_uploads_add_nothing(env, tmp_path):
@@ -523,9 +526,9 @@ def test_near_duplicate_audit_finds_a_flipped_copy(env, tmp_path):
     assert len(strips) == 1 and "LABEL CONFLICT" in strips[0][1]
     assert "flipped.png" in strips[0][1] and "photo-0.png" in strips[0][1]
     # Saved as a new library under a copy policy; the original stays as it was.
-    path, message = hl.save_audited_library(env["state"], str(lib), "group-as-case")
-    assert "4 images" in message and Path(path).is_file()
-    path, message = hl.save_audited_library(env["state"], str(lib), "one-per-group")
+    ident, message = hl.save_audited_library(env["state"], str(lib), "group-as-case")
+    assert "4 images" in message and Path(env["state"].resolve(ident)).is_file()
+    _ident, message = hl.save_audited_library(env["state"], str(lib), "one-per-group")
     assert "2 images" in message  # the conflicting pair is left for a person to settle
     assert len(env["state"].library(str(lib))) == 4
     with pytest.raises(ValueError, match="Choose what to do with copies"):
