@@ -13,6 +13,7 @@ from typing import Any
 
 from PIL import Image
 
+from models import limits
 from models.base import check_pixels, open_image, read_image_bytes
 
 Progress = Callable[[int, int], None]
@@ -164,7 +165,7 @@ def check_file(path: Path, *, decode: bool = False) -> FileCheck:
     except ValueError as err:
         return FileCheck(sha1, str(err))
     except Image.DecompressionBombError:
-        return FileCheck(sha1, "image too large to open safely")
+        return FileCheck(sha1, f"far more than {limits.MAX_IMAGE_PIXELS / 1e6:,.0f} megapixels")
     except (OSError, SyntaxError) as err:
         kind = "not a recognised image" if "cannot identify" in str(err) else f"corrupt ({err})"
         return FileCheck(sha1, kind)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from data_index import cache_root
 from data_index.locations import slug
+from demo.arguments import text_argument
 from demo.config import library_choices, library_display_name, uploads_dir
 
 DEFAULT_UPLOAD_TTL_S = 3600.0
@@ -116,6 +117,8 @@ class LibraryCatalog:
 
     def resolve(self, ref: object) -> str:
         """The server path of a library named by id or display name, or a sentence."""
+        if ref is not None and not isinstance(ref, str):
+            text_argument(ref, name="library")  # raises: says what was sent instead of text
         if not isinstance(ref, str) or not ref.strip():
             raise ValueError(
                 "No case library is selected: pick one on the Library tab, upload a zip of class "

@@ -104,7 +104,7 @@ def parse_config(
         port=args.port,
         torch_threads=max(1, args.torch_threads),
         allow_shared_uploads=bool(args.allow_shared_uploads),
-        upload_ttl_minutes=max(1.0, args.upload_ttl_minutes),
+        upload_ttl_minutes=max(0.05, args.upload_ttl_minutes),
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -36,12 +37,28 @@ def is_expected(err: BaseException) -> bool:
     return isinstance(err, (*USER_ERRORS, Cancelled))
 
 
+# An absolute POSIX path of two or more parts, not preceded by a word character or ':' (so
+# ratios such as 3/4 and URLs stay as they are). Its last part is kept: the file's name is
+# what a visitor needs, and the folders above it are the server's business.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.])/(?:[^\s/'\"`]+/)+([^\s/'\"`]*)")
+
+
+def without_server_paths(text: str) -> str:
+    """``text`` with every absolute path cut down to its last part."""
+    return _ABSOLUTE_PATH.sub(lambda m: m.group(1) or "(folder)", text)
+
+
 def user_message(err: BaseException) -> str:
-    """The sentence to show for an exception (unexpected ones get a generic, safe sentence)."""
+    """The sentence to show for an exception (unexpected ones get a generic, safe sentence);
+    a path a message happens to carry is cut to its file name."""
     if isinstance(err, Cancelled):
-        return str(err) or "Cancelled: nothing was changed beyond what had finished."
+        return without_server_paths(
+            str(err) or "Cancelled: nothing was changed beyond what had finished."
+        )
     if isinstance(err, USER_ERRORS):
-        return str(err) or f"{type(err).__name__} without a message; please report it."
+        return without_server_paths(
+            str(err) or f"{type(err).__name__} without a message; please report it."
+        )
     return (
         f"Something went wrong ({type(err).__name__}). The server log has the details; try "
         "again, or pick another backbone or library."

@@ -15,6 +15,7 @@ from data_index import CaseLibrary
 from data_index.archive import extract_zip, library_folder
 from data_index.audit import POLICIES, audit_library, render_group_strip, write_audited_manifest
 from data_index.locations import slug
+from demo.arguments import text_argument
 from demo.state import AppState, Progress
 from models import get_spec, limits, list_specs
 from models.weights import availability
@@ -216,7 +217,7 @@ def build_index(
     """Build the index, or update it so it holds exactly the library's current cases."""
     if not library_path:
         raise ValueError("Pick or upload a library before building an index.")
-    spec = get_spec(backbone_key)
+    spec = get_spec(text_argument(backbone_key, name="backbone"))
     before = state.index_status(library_path, spec.key)
     idx = state.index(library_path, spec.key, progress=progress)
     verb = {"missing": "Built", "broken": "Rebuilt", "stale": "Updated"}.get(before.state)

@@ -10,6 +10,7 @@ import gradio as gr
 from gradio.utils import get_upload_folder
 
 import demo.handlers_search as hs
+from demo import tile_cache
 from demo.catalog import LibraryCatalog, clear_private_uploads
 from demo.config import AppConfig, blocked_roots, served_roots
 from demo.errors import guarded
@@ -40,6 +41,7 @@ MAX_UPLOAD = "500mb"
 
 def build_demo(config: AppConfig, *, state: AppState | None = None) -> gr.Blocks:
     """Build the Blocks app; nothing heavy happens here: libraries and models load on use."""
+    tile_cache.install()
     state = state or AppState(catalog=app_catalog(config))
     choices = state.catalog.choices()
     start = state.catalog.id_of(config.library) if config.library else None
@@ -128,7 +130,7 @@ def app_catalog(config: AppConfig) -> LibraryCatalog:
         shared_uploads=config.allow_shared_uploads,
         upload_ttl_s=config.upload_ttl_minutes * 60,
     )
-    catalog.start_sweeper()
+    catalog.start_sweeper(every_s=min(60.0, catalog.upload_ttl_s / 2))
     return catalog
 
 

@@ -215,7 +215,7 @@ def build_library_tab(
         guarded(add),
         [upload, upload_name, owned],
         [library, upload_md, upload, owned],
-        api_name=False,
+        api_name="upload_library",
         concurrency_id="upload",
         concurrency_limit=2,
     )

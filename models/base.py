@@ -94,8 +94,8 @@ def check_pixels(size: tuple[int, int], *, name: str) -> None:
     width, height = size
     if width * height > limits.MAX_IMAGE_PIXELS:
         raise ValueError(
-            f"{name} is {width:,} x {height:,} pixels, over the limit of "
-            f"{limits.MAX_IMAGE_PIXELS / 1e6:,.0f} megapixels; downscale it first."
+            f"{name} is too large to open safely: {width:,} x {height:,} pixels, over the "
+            f"limit of {limits.MAX_IMAGE_PIXELS / 1e6:,.0f} megapixels; downscale it first."
         )
 
 
@@ -120,7 +120,10 @@ def open_image(source: ImageInput) -> Image.Image:
             im.load()
             return to_rgb(im)
     except Image.DecompressionBombError as err:
-        raise ValueError(f"{path.name} is too large to open safely; downscale it first.") from err
+        raise ValueError(
+            f"{path.name} is too large to open safely (far over the limit of "
+            f"{limits.MAX_IMAGE_PIXELS / 1e6:,.0f} megapixels); downscale it first."
+        ) from err
     except (OSError, SyntaxError) as err:
         raise ValueError(f"{path.name} is not a readable image ({err}).") from err
 
