@@ -7,6 +7,7 @@ every endpoint checks its arguments with these before doing any work.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -71,3 +72,14 @@ def checked_by_handler(component: Any) -> Any:
 
     component.preprocess = preprocess
     return component
+
+
+# An absolute POSIX path of two or more parts, not preceded by a word character or ':' (so
+# ratios such as 3/4 and URLs stay as they are). Its last part is kept: the file's name is
+# what a visitor needs, and the folders above it are the server's business.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.])/(?:[^\s/'\"`]+/)+([^\s/'\"`]*)")
+
+
+def without_server_paths(text: str) -> str:
+    """``text`` with every absolute path cut down to its last part."""
+    return _ABSOLUTE_PATH.sub(lambda m: m.group(1) or "(folder)", text)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 import gradio as gr
 
+from demo.arguments import without_server_paths
 from demo.state import Cancelled
 from models import NoTextTower, UnknownBackbone, WeightsUnavailable
 
@@ -35,17 +35,6 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 def is_expected(err: BaseException) -> bool:
     """Whether ``err`` carries its own sentence for the user (no traceback needed)."""
     return isinstance(err, (*USER_ERRORS, Cancelled))
-
-
-# An absolute POSIX path of two or more parts, not preceded by a word character or ':' (so
-# ratios such as 3/4 and URLs stay as they are). Its last part is kept: the file's name is
-# what a visitor needs, and the folders above it are the server's business.
-_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.])/(?:[^\s/'\"`]+/)+([^\s/'\"`]*)")
-
-
-def without_server_paths(text: str) -> str:
-    """``text`` with every absolute path cut down to its last part."""
-    return _ABSOLUTE_PATH.sub(lambda m: m.group(1) or "(folder)", text)
 
 
 def user_message(err: BaseException) -> str:

@@ -15,7 +15,7 @@ from data_index import CaseLibrary
 from data_index.archive import extract_zip, library_folder
 from data_index.audit import POLICIES, audit_library, render_group_strip, write_audited_manifest
 from data_index.locations import slug
-from demo.arguments import text_argument
+from demo.arguments import text_argument, without_server_paths
 from demo.state import AppState, Progress
 from models import get_spec, limits, list_specs
 from models.weights import availability
@@ -200,7 +200,7 @@ def index_status_table(state: AppState, library_path: str | None) -> pd.DataFram
                 "index": status.state,
                 "cases": status.count,
                 "built": status.created,
-                "detail": status.detail,
+                "detail": without_server_paths(status.detail),
             }
         )
     rows.sort(key=lambda r: (r["family"], r["backbone"]))

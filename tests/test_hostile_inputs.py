@@ -507,3 +507,75 @@ def test_an_upload_is_private_to_its_session_and_deleted_when_its_time_is_up(app
     assert not any(p.exists() for p in stored)
     gone = app_error(lambda: owner.predict(ident, api_name="/select_library"))
     assert "Unknown library" in gone
+
+
+# --- the app's own checks, without a server -----------------------------------------------------
+def test_catalog_keeps_uploads_to_their_session(tmp_path, monkeypatch):
+    from demo.catalog import LibraryCatalog
+
+    monkeypatch.setenv("DERMSEARCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("DERMSEARCH_SHARED", str(tmp_path / "no-shared"))
+    monkeypatch.setenv("DERMSEARCH_LIBRARIES", "")
+    lib = write_library(tmp_path / "clinic", per_class=1)
+    catalog = LibraryCatalog(startup=[str(lib)], upload_ttl_s=60)
+    assert catalog.choices() == [("clinic (configured)", "clinic")]
+    folder = catalog.new_upload_folder()
+    upload = write_library(folder / "mine", per_class=1)
+    entry = catalog.add_upload(upload, name="mine", owner="session-a")
+    assert catalog.choices(owned=[entry.id])[-1] == ("mine (uploaded, only you)", entry.id)
+    assert entry.id not in {i for _, i in catalog.choices()}
+    assert catalog.resolve(entry.id) == str(upload.resolve())
+    with pytest.raises(ValueError, match="Unknown library") as info:
+        catalog.resolve("mine")  # a private upload has no public name
+    assert entry.id not in str(info.value)
+    with pytest.raises(ValueError, match="server paths are not accepted"):
+        catalog.resolve(str(lib))
+    with pytest.raises(TypeError, match="library must be text"):
+        catalog.resolve(["clinic"])
+    assert catalog.resolve("Clinic") == str(lib.resolve())
+    assert catalog.sweep_expired(now=entry.created + 30) == 0
+    assert catalog.forget_session("session-b") == 0 and upload.exists()
+    assert catalog.forget_session("session-a") == 1 and not folder.exists()
+    other = catalog.add_upload(write_library(catalog.new_upload_folder() / "x", per_class=1),
+                               name="x", owner="session-c")  # fmt: skip
+    assert catalog.sweep_expired(now=other.created + 61) == 1
+    with pytest.raises(ValueError, match="Unknown library"):
+        catalog.resolve(other.id)
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [(3, True), (3.0, True), (2.5, False), ("3", False), (None, False), (True, False),
+     ([3], False), (0, False), (51, False), (float("nan"), False)],
+)  # fmt: skip
+def test_whole_number_table(value, ok):
+    from demo.arguments import whole_number
+
+    if ok:
+        assert whole_number(value, name="k", low=1, high=50) == 3
+    else:
+        with pytest.raises((TypeError, ValueError), match=r"^k must be"):
+            whole_number(value, name="k", low=1, high=50)
+
+
+def test_messages_lose_server_paths():
+    from demo.arguments import without_server_paths as scrub
+
+    assert scrub("[Errno 2] No such file: '/srv/cache/.staging-1/.extracted'") == (
+        "[Errno 2] No such file: '.extracted'"
+    )
+    assert scrub("The library /data/clinic/manifest.csv is empty.") == (
+        "The library manifest.csv is empty."
+    )
+    assert scrub("ratio 3/4 and http://host/a/b stay") == "ratio 3/4 and http://host/a/b stay"
+
+
+def test_result_tiles_are_written_once(tmp_path):
+    from demo.tile_cache import save_pil_once
+
+    tile = pattern_image("green-dots", 2, size=32)
+    first = Path(save_pil_once(tile, str(tmp_path), format="jpeg"))
+    inode = first.stat().st_ino
+    second = Path(save_pil_once(tile, str(tmp_path), format="jpeg"))
+    assert first == second and second.stat().st_ino == inode  # reused, not rewritten
+    assert [p.name for p in first.parent.iterdir()] == ["image.jpeg"]  # no staging left
