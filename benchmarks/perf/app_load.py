@@ -162,6 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=60.0, help="how long the load lasts")
     p.add_argument("-k", type=int, default=10)
     p.add_argument(
+        "--warmup-seconds",
+        type=float,
+        default=30.0,
+        help="untimed concurrent load first, so RSS growth is what sessions add",
+    )
+    p.add_argument(
         "--fresh-sessions",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -222,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         "backbone": args.backbone,
         "k": args.k,
         "seconds": args.seconds,
+        "warmup_seconds": args.warmup_seconds,
         "fresh_sessions": args.fresh_sessions,
         **row,
     }
