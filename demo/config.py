@@ -144,7 +144,9 @@ def library_choices(
             found.append(("configured", Path(raw.strip()).expanduser()))
     uploads = uploads_dir()
     if include_uploads and uploads.is_dir():
-        found += [("uploaded", p) for p in sorted(uploads.iterdir()) if _is_library(p)]
+        # Dot folders are uploads being checked; sessions/ holds private uploads.
+        kept = [p for p in sorted(uploads.iterdir()) if not p.name.startswith(".")]
+        found += [("uploaded", p) for p in kept if p.name != "sessions" and _is_library(p)]
     found += [("configured", Path(p)) for p in extra if p]
     out: list[tuple[str, str]] = []
     seen: set[str] = set()
