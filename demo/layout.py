@@ -19,6 +19,7 @@ from demo.state import AppState
 from demo.ui_bench import build_bench_tab
 from demo.ui_library import build_library_tab
 from demo.ui_search import build_search_tab, library_updates
+from models import limits
 
 TITLE = "dermsearch: find similar skin-lesion cases"
 CSS = """
@@ -167,6 +168,7 @@ def launch_kwargs(config: AppConfig) -> dict[str, Any]:
         "server_name": config.host,
         "server_port": config.port,
         "allowed_paths": served_roots(),
+        "state_session_capacity": limits.MAX_SESSIONS,
         "blocked_paths": blocked_roots(),
         "max_file_size": MAX_UPLOAD,
         "theme": gr.themes.Soft(primary_hue="teal", secondary_hue="orange"),
