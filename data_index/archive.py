@@ -11,12 +11,19 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from data_index.locations import extracted_dir, slug
+from models import limits
 
-MAX_FILES = 200_000
-MAX_TOTAL_BYTES = 8 * 1024**3
-MAX_FILE_BYTES = 256 * 1024**2
-# Deflate tops out near 1000:1 on real data; a higher ratio on a large member is a zip bomb.
-MAX_RATIO = 200
+# Defaults and their environment variables: models/limits.py. MAX_TOTAL_BYTES is also the
+# disk quota of one extraction: real bytes written are counted against it.
+MAX_FILES = limits.MAX_ZIP_FILES
+MAX_TOTAL_BYTES = limits.MAX_ZIP_BYTES
+MAX_FILE_BYTES = limits.MAX_ZIP_MEMBER_BYTES
+# Photos barely compress (JPEG, PNG are compressed already) and even an uncompressed BMP stays
+# far below this; Deflate reaches about 1000:1 only on repeated bytes, so any member past this
+# ratio, small or large, is refused: many 1 MiB members of zeros are a bomb too.
+MAX_RATIO = limits.MAX_ZIP_RATIO
+# Members this small cannot hold a bomb, and their ratio is dominated by header bytes.
+_RATIO_FLOOR = 64 * 1024
 _CHUNK = 1 << 20
 _DONE_MARKER = ".extracted"
 
@@ -53,9 +60,16 @@ def _check_limits(infos: list[zipfile.ZipInfo]) -> None:
         )
     for i in files:
         if i.file_size > MAX_FILE_BYTES:
-            raise UnsafeArchive(f"{i.filename} expands to {i.file_size:,} bytes; too large.")
-        if i.file_size > _CHUNK and i.file_size > MAX_RATIO * max(i.compress_size, 1):
-            raise UnsafeArchive(f"{i.filename} has a suspicious compression ratio (zip bomb?).")
+            raise UnsafeArchive(
+                f"{i.filename} expands to {i.file_size / 1024**2:,.1f} MiB; the limit per file "
+                f"is {MAX_FILE_BYTES / 1024**2:,.0f} MiB."
+            )
+        if i.file_size > _RATIO_FLOOR and i.file_size > MAX_RATIO * max(i.compress_size, 1):
+            ratio = i.file_size // max(i.compress_size, 1)
+            raise UnsafeArchive(
+                f"{i.filename} has a compression ratio of {ratio:,}:1, over "
+                f"the {MAX_RATIO}:1 allowed for any member; refusing a possible zip bomb."
+            )
 
 
 def _copy_limited(src, dst, *, limit: int, name: str) -> int:
@@ -77,6 +91,12 @@ def _zip_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def extraction_folder(path: Path, *, dest_root: Path | None = None) -> Path:
+    """Where ``extract_zip`` puts (or has put) the contents of ``path``."""
+    dest_root = Path(dest_root) if dest_root is not None else extracted_dir()
+    return dest_root / f"{slug(Path(path).stem)}-{_zip_digest(Path(path))[:12]}"
+
+
 def extract_zip(path: Path, *, dest_root: Path | None = None) -> Path:
     """Extract ``path`` once into ``<cache>/libraries/<name>-<hash>/`` and return that folder.
 
@@ -85,17 +105,20 @@ def extract_zip(path: Path, *, dest_root: Path | None = None) -> Path:
     """
     path = Path(path)
     if not zipfile.is_zipfile(path):
-        raise ValueError(f"{path} is not a readable zip file.")
-    dest_root = Path(dest_root) if dest_root is not None else extracted_dir()
-    final = dest_root / f"{slug(path.stem)}-{_zip_digest(path)[:12]}"
+        raise ValueError(f"{path.name} is not a readable zip file.")
+    final = extraction_folder(path, dest_root=dest_root)
+    dest_root = final.parent
     if (final / _DONE_MARKER).is_file():
         return final
     dest_root.mkdir(parents=True, exist_ok=True)
     staging = dest_root / f".staging-{uuid.uuid4().hex}"
     try:
+        staging.mkdir()
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
             _check_limits(infos)
+            if not any(not i.is_dir() and _member_parts(i) is not None for i in infos):
+                raise ValueError(f"{path.name} holds no files; zip a folder of class folders.")
             budget = MAX_TOTAL_BYTES
             for info in infos:
                 parts = _member_parts(info)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from data_index.archive import extract_zip, library_folder
 from data_index.hub import (
@@ -25,10 +29,13 @@ from data_index.validation import (
     Progress,
     ValidationReport,
     check_files,
+    degenerate_warnings,
     is_image_name,
 )
+from models import limits
 
 MANIFEST_NAMES = ("manifest.csv", "manifest.parquet")
+OUTSIDE = "the path points outside the libraries this library may use; row left out"
 # Columns the library owns; any other manifest column is kept as metadata.
 CORE_COLUMNS = ("key", "path", "relpath", "label", "case_id", "split", "caption", "sha1")
 _OPTIONAL = ("case_id", "split", "caption")
@@ -60,11 +67,17 @@ class CaseLibrary:
         progress: Progress | None = None,
         max_cases: int | None = None,
         hub_columns: HubColumns | None = None,
+        allowed_roots: Sequence[Path] | None = None,
     ) -> CaseLibrary:
         """Load a class-folder tree, a manifest file, a folder holding ``manifest.csv`` (preferred
         over its class folders), a zip of either, or a Hugging Face dataset (``hf://...`` or a
         folder in the Hub's layout; ``max_cases`` draws a seeded sample of it, ``hub_columns``
-        names its columns). ``decode`` checks every pixel (slow)."""
+        names its columns). ``decode`` checks every pixel (slow).
+
+        ``allowed_roots`` confines a manifest's rows to those folders (an uploaded manifest may
+        only point into libraries already offered): a row outside them is left out before its
+        file is touched, and the report does not say whether it exists.
+        """
         if is_hub_source(source) or is_hub_folder(source):
             hub = parse_hub_source(source)
             name = name or hub.name
@@ -93,8 +106,9 @@ class CaseLibrary:
         if name is None:
             name = folder.name if manifest is None or manifest.stem == "manifest" else manifest.stem
         if manifest is not None:
-            inside = folder if prefix else None  # a zipped manifest may not point outside
-            rows, problems, ignored = _rows_from_manifest(manifest, inside=inside)
+            # A zipped manifest may not point outside its zip.
+            roots = [folder] if prefix else allowed_roots
+            rows, problems, ignored = _rows_from_manifest(manifest, roots=roots)
             layout = prefix + "manifest"
         else:
             rows, problems, ignored = _rows_from_folders(folder)
@@ -178,12 +192,33 @@ def _rows_from_folders(folder: Path) -> tuple[pd.DataFrame, list[Problem], int]:
 
 
 def _read_manifest(path: Path) -> pd.DataFrame:
+    """Read a manifest, bounded in bytes and rows (``models.limits``) before pandas parses it."""
+    size = path.stat().st_size
+    if size > limits.MAX_MANIFEST_BYTES:
+        raise ValueError(
+            f"The manifest {path.name} is {size / 1024**2:,.1f} MiB; the limit is "
+            f"{limits.MAX_MANIFEST_BYTES / 1024**2:,.0f} MiB."
+        )
+    too_many = (
+        f"The manifest {path.name} has more than {limits.MAX_MANIFEST_ROWS:,} rows, the limit; "
+        "split it into smaller libraries."
+    )
     try:
         if path.suffix.lower() == ".parquet":
+            if pq.ParquetFile(path).metadata.num_rows > limits.MAX_MANIFEST_ROWS:
+                raise ValueError(too_many)
             table = pd.read_parquet(path)
         else:
-            table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (OSError, ValueError) as err:
+            table = pd.read_csv(
+                path, dtype=str, keep_default_na=False, nrows=limits.MAX_MANIFEST_ROWS + 1
+            )
+            if len(table) > limits.MAX_MANIFEST_ROWS:
+                raise ValueError(too_many)
+    except ValueError as err:
+        if str(err) == too_many:
+            raise
+        raise ValueError(f"Cannot read the manifest {path.name}: {err}") from err
+    except (OSError, pa.ArrowException) as err:
         raise ValueError(f"Cannot read the manifest {path.name}: {err}") from err
     table.columns = [str(c).strip() for c in table.columns]
     missing = [c for c in ("path", "label") if c not in table.columns]
@@ -199,8 +234,12 @@ def _text(series: pd.Series) -> pd.Series:
     return series.astype(object).where(series.notna(), "").astype(str).str.strip()
 
 
+def _within(path: Path, roots: Sequence[Path]) -> bool:
+    return any(path.is_relative_to(root) for root in roots)
+
+
 def _rows_from_manifest(
-    path: Path, *, inside: Path | None
+    path: Path, *, roots: Sequence[Path] | None
 ) -> tuple[pd.DataFrame, list[Problem], int]:
     table = _read_manifest(path)
     base = path.parent
@@ -212,21 +251,34 @@ def _rows_from_manifest(
     problems: list[Problem] = []
     keep = np.ones(len(table), dtype=bool)
     seen: set[str] = set()
+    lexical_roots = [Path(os.path.normpath(r)) for r in roots] if roots is not None else None
+    real_roots = [Path(r).resolve() for r in roots] if roots is not None else None
     for i, (raw, label) in enumerate(zip(table["path"], table["label"], strict=True)):
-        where = f"row {i + 2} ({raw or 'no path'})"
+        where = f"row {i + 2}"
         if not raw:
             problems.append(Problem(where, "empty path"))
             keep[i] = False
             continue
-        resolved = (base / raw).resolve()
-        if inside is not None and not resolved.is_relative_to(inside.resolve()):
-            problems.append(Problem(where, "path points outside the zipped library"))
+        if "\0" in raw:
+            problems.append(Problem(where, "the path holds a NUL character"))
+            keep[i] = False
+            continue
+        # Decided on the text first, then on the real path (a link inside may point out), so a
+        # row naming a file elsewhere is refused without that file being looked at.
+        lexical = Path(os.path.normpath(base / raw))
+        if lexical_roots is not None and not _within(lexical, lexical_roots):
+            problems.append(Problem(where, OUTSIDE))
+            keep[i] = False
+            continue
+        resolved = lexical.resolve()
+        if real_roots is not None and not _within(resolved, real_roots):
+            problems.append(Problem(where, OUTSIDE))
             keep[i] = False
         elif not label:
-            problems.append(Problem(where, "empty label"))
+            problems.append(Problem(f"{where} ({raw})", "empty label"))
             keep[i] = False
         elif str(resolved) in seen:
-            problems.append(Problem(where, "duplicate path (first row kept)"))
+            problems.append(Problem(f"{where} ({raw})", "duplicate path (first row kept)"))
             keep[i] = False
         else:
             seen.add(str(resolved))
@@ -295,4 +347,7 @@ def _checked_cases(
     cases = cases[[*CORE_COLUMNS, *meta]]
     report.usable = len(cases)
     report.class_counts = _class_counts(cases)
+    if len(cases):
+        per_class = cases.groupby("label")["case_id"].nunique()
+        report.warnings = degenerate_warnings({str(k): int(v) for k, v in per_class.items()})
     return cases

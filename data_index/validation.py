@@ -13,7 +13,8 @@ from typing import Any
 
 from PIL import Image
 
-from models.base import open_image
+from models import limits
+from models.base import check_pixels, open_image, read_image_bytes
 
 Progress = Callable[[int, int], None]
 
@@ -67,6 +68,7 @@ class ValidationReport:
     duplicates: list[DuplicateGroup] = field(default_factory=list)
     ignored_files: int = 0
     sections: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -111,10 +113,32 @@ class ValidationReport:
                 lines.append(f"  {pairs}{flag}")
             if len(self.duplicates) > max_items:
                 lines.append(f"  ... and {len(self.duplicates) - max_items} more")
+        lines += [f"Warning: {w}" for w in self.warnings]
         for title, body in self.sections:
             lines += [f"{title}:", *("  " + line for line in body.splitlines())]
         lines.append("OK" if self.ok else "Problems found (see above).")
         return "\n".join(lines)
+
+
+def degenerate_warnings(cases_per_class: dict[str, int]) -> list[str]:
+    """Sentences for libraries whose scores would mean nothing: one class (every neighbour
+    agrees, so top-1 is 1.000 by construction) or classes with fewer than two cases (a
+    leave-one-case-out query of that class has no same-class case left to find)."""
+    out = []
+    if len(cases_per_class) == 1:
+        only = next(iter(cases_per_class))
+        out.append(
+            f"The library has a single class ({only}): every result has the query's diagnosis, "
+            "so accuracy is 1.000 by construction and is not a score."
+        )
+    thin = sorted(label for label, n in cases_per_class.items() if n < 2)
+    if thin:
+        shown = ", ".join(thin[:8]) + (", ..." if len(thin) > 8 else "")
+        out.append(
+            f"{len(thin)} class(es) have fewer than 2 cases ({shown}): a leave-one-out query of "
+            "such a class cannot find its own diagnosis, so it scores as a miss."
+        )
+    return out
 
 
 def check_file(path: Path, *, decode: bool = False) -> FileCheck:
@@ -124,13 +148,11 @@ def check_file(path: Path, *, decode: bool = False) -> FileCheck:
     shows up when decoded (the embedder catches those later and reports them too).
     """
     try:
-        data = path.read_bytes()
+        data = read_image_bytes(path)
     except FileNotFoundError:
         return FileCheck(None, "file not found")
-    except IsADirectoryError:
-        return FileCheck(None, "is a folder, not a file")
-    except OSError as err:
-        return FileCheck(None, f"cannot be read ({err.strerror or err})")
+    except ValueError as err:
+        return FileCheck(None, _without_name(str(err), path))
     if not data:
         return FileCheck(None, "empty file (0 bytes)")
     sha1 = hashlib.sha1(data).hexdigest()
@@ -139,15 +161,20 @@ def check_file(path: Path, *, decode: bool = False) -> FileCheck:
             open_image(Image.open(io.BytesIO(data)))
         else:
             with Image.open(io.BytesIO(data)) as im:
-                im.size  # noqa: B018 - opening parses the header; size proves it has one
+                check_pixels(im.size, name="the image")
     except ValueError as err:
         return FileCheck(sha1, str(err))
     except Image.DecompressionBombError:
-        return FileCheck(sha1, "image too large to open safely")
+        return FileCheck(sha1, f"far more than {limits.MAX_IMAGE_PIXELS / 1e6:,.0f} megapixels")
     except (OSError, SyntaxError) as err:
         kind = "not a recognised image" if "cannot identify" in str(err) else f"corrupt ({err})"
         return FileCheck(sha1, kind)
     return FileCheck(sha1, None)
+
+
+def _without_name(reason: str, path: Path) -> str:
+    """A reader's sentence about ``path`` as a reason in a table that already names the file."""
+    return reason.replace(f"{path.name} ", "", 1) if reason.startswith(path.name) else reason
 
 
 def check_files(

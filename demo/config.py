@@ -33,6 +33,9 @@ class AppConfig:
     port: int
     torch_threads: int | None = None  # None leaves torch's default
     max_cases: int | None = None  # a sample of a Hugging Face library
+    # Uploads are private to their session unless the operator shares them (private servers).
+    allow_shared_uploads: bool = False
+    upload_ttl_minutes: float = 60.0
 
 
 def configure_torch(config: AppConfig) -> None:
@@ -91,6 +94,21 @@ def parse_config(
         default=int(env.get("DERMSEARCH_TORCH_THREADS") or 1),
         help="torch intra-op threads per request (env DERMSEARCH_TORCH_THREADS; default 1)",
     )
+    parser.add_argument(
+        "--allow-shared-uploads",
+        action="store_true",
+        default=env.get("DERMSEARCH_SHARED_UPLOADS", "").strip() in ("1", "true", "yes"),
+        help="keep uploaded libraries for every visitor and across restarts, for a private "
+        "deployment (env DERMSEARCH_SHARED_UPLOADS=1; default: each upload is private to its "
+        "browser session)",
+    )
+    parser.add_argument(
+        "--upload-ttl-minutes",
+        type=float,
+        default=float(env.get("DERMSEARCH_UPLOAD_TTL_MINUTES") or 60),
+        help="a private upload is deleted this long after it was added, or when its session "
+        "ends (env DERMSEARCH_UPLOAD_TTL_MINUTES; default 60)",
+    )
     args, _unknown = parser.parse_known_args(list(argv or []))
     library = args.library or None
     if library and not is_hub_source(library):
@@ -104,6 +122,8 @@ def parse_config(
         port=args.port,
         torch_threads=max(1, args.torch_threads),
         max_cases=args.max_cases,
+        allow_shared_uploads=bool(args.allow_shared_uploads),
+        upload_ttl_minutes=max(0.05, args.upload_ttl_minutes),
     )
 
 
@@ -146,9 +166,12 @@ def _is_library(path: Path) -> bool:
     return any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir())
 
 
-def library_choices(*, extra: Sequence[str] = ()) -> list[tuple[str, str]]:
-    """(label, path) for every library the app can offer: shared datasets, ``DERMSEARCH_LIBRARIES``
-    (paths separated by ``os.pathsep``), uploads, and ``extra`` (e.g. the start-up library)."""
+def library_choices(
+    *, extra: Sequence[str] = (), include_uploads: bool = True
+) -> list[tuple[str, str]]:
+    """(label, path) for every library found on disk: shared datasets, ``DERMSEARCH_LIBRARIES``
+    (paths separated by ``os.pathsep``), shared uploads, and ``extra`` (e.g. the start-up
+    library). The app offers them by id through ``demo.catalog``, never by path."""
     found: list[tuple[str, Path]] = []
     shared = shared_datasets_dir()
     if shared.is_dir():
@@ -157,8 +180,10 @@ def library_choices(*, extra: Sequence[str] = ()) -> list[tuple[str, str]]:
         if raw.strip() and _is_library(Path(raw.strip()).expanduser()):
             found.append(("configured", Path(raw.strip()).expanduser()))
     uploads = uploads_dir()
-    if uploads.is_dir():
-        found += [("uploaded", p) for p in sorted(uploads.iterdir()) if _is_library(p)]
+    if include_uploads and uploads.is_dir():
+        # Dot folders are uploads being checked; sessions/ holds private uploads.
+        kept = [p for p in sorted(uploads.iterdir()) if not p.name.startswith(".")]
+        found += [("uploaded", p) for p in kept if p.name != "sessions" and _is_library(p)]
     found += [("configured", Path(p)) for p in extra if p]
     out: list[tuple[str, str]] = []
     seen: set[str] = set()
@@ -182,10 +207,18 @@ def library_display_name(path: str) -> str:
     return p.parent.name if p.stem == "manifest" else p.stem
 
 
-def served_roots(*, libraries: Sequence[str]) -> list[str]:
-    """Folders the web server may serve files from: the libraries' folders and the cache root."""
-    roots = {str(cache_root())}
-    for lib in libraries:
-        p = Path(lib)
-        roots.add(str(p.parent if p.is_file() else p))
-    return sorted(roots)
+def served_roots() -> list[str]:
+    """Folders the web server may serve files from by path: only the benchmark exports.
+
+    Everything else the page shows (result tiles, library thumbnails, audit strips) is drawn
+    in memory and handed to gradio, which serves its own copy from its cache, so no library
+    folder, index, embedding or upload needs to be reachable by path.
+    """
+    return [str(cache_root() / "benchmarks" / "exports")]
+
+
+def blocked_roots() -> list[str]:
+    """Never served, whatever else allows it: the cache's indexes, embeddings, extracted zips,
+    uploads and audits."""
+    root = cache_root()
+    return [str(root / name) for name in ("indexes", "embeddings", "libraries", "uploads", "audit")]

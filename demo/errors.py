@@ -14,6 +14,7 @@ from typing import ParamSpec, TypeVar
 
 import gradio as gr
 
+from demo.arguments import without_server_paths
 from demo.state import Cancelled
 from models import NoTextTower, UnknownBackbone, WeightsUnavailable
 
@@ -37,11 +38,16 @@ def is_expected(err: BaseException) -> bool:
 
 
 def user_message(err: BaseException) -> str:
-    """The sentence to show for an exception (unexpected ones get a generic, safe sentence)."""
+    """The sentence to show for an exception (unexpected ones get a generic, safe sentence);
+    a path a message happens to carry is cut to its file name."""
     if isinstance(err, Cancelled):
-        return str(err) or "Cancelled: nothing was changed beyond what had finished."
+        return without_server_paths(
+            str(err) or "Cancelled: nothing was changed beyond what had finished."
+        )
     if isinstance(err, USER_ERRORS):
-        return str(err) or f"{type(err).__name__} without a message; please report it."
+        return without_server_paths(
+            str(err) or f"{type(err).__name__} without a message; please report it."
+        )
     return (
         f"Something went wrong ({type(err).__name__}). The server log has the details; try "
         "again, or pick another backbone or library."

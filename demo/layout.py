@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 
 import demo.handlers_library as hl
 import demo.handlers_search as hs
-from demo.config import DEMO_CASES, AppConfig, library_choices, local_library, served_roots
+from demo import tile_cache
+from demo.catalog import LibraryCatalog, clear_private_uploads
+from demo.config import DEMO_CASES, AppConfig, blocked_roots, local_library, served_roots
 from demo.errors import guarded
 from demo.handlers_models import registry_table
 from demo.state import AppState
 from demo.ui_bench import build_bench_tab
 from demo.ui_library import build_library_tab
 from demo.ui_search import build_search_tab, library_updates
+from models import limits
 
 TITLE = "dermsearch: find similar skin-lesion cases"
 CSS = """
@@ -45,12 +51,13 @@ PROGRESS = gr.Progress()
 
 def build_demo(config: AppConfig, *, state: AppState | None = None) -> gr.Blocks:
     """Build the Blocks app; nothing heavy happens here: libraries and models load on use."""
-    state = state or AppState()
+    tile_cache.install()
     config = local_library(config)
-    extra = [config.library] if config.library else []
-    choices = library_choices(extra=extra)
+    state = state or AppState(catalog=app_catalog(config))
+    choices = state.catalog.choices()
     # A first visit lands on a ready Search tab whenever any library is on offer.
-    start_library = config.library or (choices[0][1] if choices else None)
+    start = state.catalog.id_of(config.library) if config.library else None
+    start = start or (choices[0][1] if choices else None)
     runnable, _ = hs.backbone_choices()
     keys = [key for _, key in runnable]
     default = config.backbone if config.backbone in keys else (keys[0] if keys else None)
@@ -60,13 +67,17 @@ def build_demo(config: AppConfig, *, state: AppState | None = None) -> gr.Blocks
         with gr.Row():
             library = gr.Dropdown(
                 choices=choices,
-                value=start_library,
+                value=start,
                 label="Case library",
-                info="Shared datasets, DERMSEARCH_LIBRARIES, --library and uploads (Library tab).",
+                info="The libraries this server offers, and your own uploads (Library tab).",
+                # API callers may name a library by its display name; the catalog checks it.
+                allow_custom_value=True,
                 elem_id="library-path",
                 scale=4,
             )
-        with gr.Column(visible=start_library is None, elem_id="getting-started") as start_page:
+        # Ids of this session's own uploads; deleted with the session (see demo.catalog).
+        owned = gr.State([])
+        with gr.Column(visible=start is None, elem_id="getting-started") as start_page:
             gr.Markdown(GETTING_STARTED)
             demo_button = gr.Button(
                 f"Load a small public demo library ({DEMO_CASES} HAM10000 photos) from the "
@@ -75,7 +86,7 @@ def build_demo(config: AppConfig, *, state: AppState | None = None) -> gr.Blocks
                 elem_id="load-demo-library",
             )
             demo_status = gr.Markdown("", elem_id="load-demo-status")
-        with gr.Tabs(selected="search" if start_library else "library", elem_id="tabs") as tabs:
+        with gr.Tabs(selected="search" if start else "library", elem_id="tabs") as tabs:
             with gr.Tab("Search", id="search", elem_id="tab-search"):
                 search = build_search_tab(state, library=library, backbone_key=default or "")
             with gr.Tab("Benchmark", id="benchmark", elem_id="tab-benchmark"):
@@ -88,7 +99,7 @@ def build_demo(config: AppConfig, *, state: AppState | None = None) -> gr.Blocks
                     library=library,
                     runnable=runnable,
                     default=default,
-                    extra_libraries=extra,
+                    owned=owned,
                 )
             with gr.Tab("Models", id="models", elem_id="tab-models"):
                 gr.Markdown(
@@ -114,16 +125,16 @@ def build_demo(config: AppConfig, *, state: AppState | None = None) -> gr.Blocks
             lambda path: gr.update(visible=not path), [library], [start_page], api_name=False
         )
 
-        def on_demo_library(progress=PROGRESS):
+        def on_demo_library(owned_ids, progress=PROGRESS):
             try:
-                folder, choices = hl.load_demo_library(progress)
+                ident, choices = hl.load_demo_library(state, owned=owned_ids, progress=progress)
             except ValueError as err:  # stays on the page, unlike a toast
                 return gr.skip(), gr.skip(), f"**The demo library could not be loaded.** {err}"
-            return gr.update(choices=choices, value=folder), gr.Tabs(selected="search"), ""
+            return gr.update(choices=choices, value=ident), gr.Tabs(selected="search"), ""
 
         demo_button.click(
             guarded(on_demo_library),
-            None,
+            [owned],
             [library, tabs, demo_status],
             api_name="load_demo_library",
         )
@@ -140,18 +151,63 @@ def build_demo(config: AppConfig, *, state: AppState | None = None) -> gr.Blocks
             [*bench_outputs, *search_outputs, *library_outputs],
             api_name=False,
         )
+
+        def end_session(request: gr.Request):
+            state.catalog.forget_session(request.session_hash)
+
+        demo.unload(end_session)
     return demo
 
 
+def app_catalog(config: AppConfig) -> LibraryCatalog:
+    """The libraries offered at start-up; private uploads of an earlier run are deleted first
+    (no session survives a restart) and a sweeper deletes each one when its time is up."""
+    if not config.allow_shared_uploads:
+        clear_private_uploads()
+    catalog = LibraryCatalog(
+        startup=[config.library] if config.library else [],
+        shared_uploads=config.allow_shared_uploads,
+        upload_ttl_s=config.upload_ttl_minutes * 60,
+    )
+    catalog.start_sweeper(every_s=min(60.0, catalog.upload_ttl_s / 2))
+    return catalog
+
+
+def sweep_stale_gradio_files(*, older_than_s: float = CACHE_SWEEP[1]) -> int:
+    """Delete gradio's uploaded and cached files left by a stopped instance of the app.
+
+    ``delete_cache`` only sweeps while this process runs, so query photos and result tiles of
+    an instance that was stopped stay on disk and would be served by the next one.
+    """
+    folder = Path(get_upload_folder())
+    if not folder.is_dir():
+        return 0
+    cutoff = time.time() - older_than_s
+    removed = 0
+    for path in folder.rglob("*"):
+        try:
+            if path.is_file() and path.stat().st_ctime < cutoff:
+                path.unlink()
+                removed += 1
+        except OSError:
+            continue  # another instance swept it first
+    return removed
+
+
 def launch_kwargs(config: AppConfig) -> dict[str, Any]:
-    """Arguments for ``demo.launch``: address, what may be served, theme and styles."""
-    libraries = [
-        path for _, path in library_choices(extra=[config.library] if config.library else [])
-    ]
+    """Arguments for ``demo.launch``: address, what may be served, theme and styles.
+
+    Only the benchmark exports may be served by path; what the page shows is drawn in memory
+    and served from gradio's own cache. The cache folder (indexes, embeddings, uploads) is
+    blocked outright, so a mistake elsewhere cannot open it up.
+    """
+    sweep_stale_gradio_files()
     return {
         "server_name": config.host,
         "server_port": config.port,
-        "allowed_paths": served_roots(libraries=libraries),
+        "allowed_paths": served_roots(),
+        "state_session_capacity": limits.MAX_SESSIONS,
+        "blocked_paths": blocked_roots(),
         "max_file_size": MAX_UPLOAD,
         "theme": gr.themes.Soft(primary_hue="teal", secondary_hue="orange"),
         "css": CSS,

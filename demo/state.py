@@ -14,6 +14,7 @@ from pathlib import Path
 
 from data_index import CaseIndex, CaseLibrary, IndexMismatch, default_index_dir
 from data_index.bundle import bundle_index_dir, is_bundle
+from demo.catalog import LibraryCatalog
 from models import Backbone, availability, get_spec, load_backbone
 
 # progress(fraction 0..1, message): the shape gr.Progress takes, and easy to print in tests.
@@ -46,11 +47,23 @@ def index_dir(library: CaseLibrary, backbone_key: str) -> Path:
 
 class AppState:
     """Lazily loaded, shared objects. ``num_workers`` 0 embeds in the handler's thread: forking
-    decoder processes from a threaded web server risks deadlocks for little gain on small CPUs."""
+    decoder processes from a threaded web server risks deadlocks for little gain on small CPUs.
 
-    def __init__(self, *, num_workers: int = 0, device: str | None = None) -> None:
+    Libraries are named by ``catalog`` ids (the app's catalog accepts nothing else); without a
+    catalog, as in scripts and tests, a path names a library too.
+    """
+
+    def __init__(
+        self,
+        *,
+        num_workers: int = 0,
+        device: str | None = None,
+        catalog: LibraryCatalog | None = None,
+    ) -> None:
         self.num_workers = num_workers
         self.device = device
+        self.catalog = catalog or LibraryCatalog.permissive()
+        self.catalog.on_forget.append(self.forget_library)
         self._guard = threading.Lock()
         self._locks: dict[tuple, threading.Lock] = {}
         self._backbones: dict[str, Backbone] = {}
@@ -79,17 +92,18 @@ class AppState:
         return availability(get_spec(key)).ready
 
     # --- libraries -------------------------------------------------------------------------
+    def resolve(self, ref: str | None) -> str:
+        """The server path of a library id (or display name; a path without a strict catalog)."""
+        return self.catalog.resolve(ref)
+
     def library(self, path: str, *, reload: bool = False) -> CaseLibrary:
         """Load (and validate) a library once; ``reload`` re-reads its files from disk."""
-        if not path or not str(path).strip():
-            raise ValueError(
-                "No case library is selected: pick one on the Library tab, upload a zip of class "
-                "folders there, or start the app with --library PATH."
-            )
-        resolved = str(Path(path).expanduser().resolve())
+        resolved = self.resolve(path)
         with self._lock("library", resolved):
             if reload or resolved not in self._libraries:
-                library = CaseLibrary.load(resolved)
+                entry = self.catalog.entry(str(path).strip())
+                name = entry.id if entry is not None and entry.owner is not None else None
+                library = CaseLibrary.load(resolved, name=name)
                 if len(library) == 0:
                     raise ValueError(
                         f"The library {library.name} has no usable images "
@@ -132,7 +146,7 @@ class AppState:
         With ``update`` False a missing or stale index raises ValueError instead.
         """
         library = self.library(library_path)
-        resolved = str(Path(library_path).expanduser().resolve())
+        resolved = self.resolve(library_path)
         spec = get_spec(backbone_key)
         cache_key = (resolved, spec.key)
         with self._lock("index", *cache_key):
@@ -199,12 +213,25 @@ class AppState:
 
     def forget_indexes(self, library_path: str) -> None:
         """Drop cached indexes of a library (after its files changed on disk)."""
-        resolved = str(Path(library_path).expanduser().resolve())
+        resolved = self.resolve(library_path)
         with self._guard:
             for k in [k for k in self._indexes if k[0] == resolved]:
                 del self._indexes[k]
 
     # --- other derived results -------------------------------------------------------------
+    def adopt(self, ref: str, library: CaseLibrary) -> None:
+        """Cache a library just loaded elsewhere (a validated upload) under its catalog id."""
+        resolved = self.resolve(ref)
+        with self._lock("library", resolved):
+            self._libraries[resolved] = library
+
+    def forget_library(self, library_path: str) -> None:
+        """Drop a deleted library and its indexes from memory."""
+        with self._guard:
+            self._libraries.pop(library_path, None)
+            for k in [k for k in self._indexes if k[0] == library_path]:
+                del self._indexes[k]
+
     def memo(self, key: tuple, compute: Callable[[], object]) -> object:
         """Compute a derived result once per key (e.g. the t-SNE map of an index)."""
         with self._lock("memo", *key):

@@ -7,7 +7,6 @@ from collections.abc import Callable
 import gradio as gr
 
 import demo.handlers_library as hl
-from demo.config import library_choices
 from demo.errors import guarded
 from demo.state import AppState
 
@@ -40,10 +39,19 @@ def build_library_tab(
     library: gr.Dropdown,
     runnable: list[tuple[str, str]],
     default: str | None,
-    extra_libraries: list[str],
+    owned: gr.State,
 ) -> tuple[Callable[..., tuple], list]:
-    """Lay out the Library tab; returns (view function of a library path, its outputs)."""
+    """Lay out the Library tab; returns (view function of a library id, its outputs).
+
+    ``owned`` holds the ids of the libraries this session uploaded (only it is offered them).
+    """
     summary = gr.Markdown(hl.HOW_TO_ADD, elem_id="library-summary")
+    upload_policy = (
+        "Uploads are kept for every visitor of this server."
+        if state.catalog.shared_uploads
+        else "An upload is private to this browser session and is deleted when the session "
+        f"ends, or after {state.catalog.upload_ttl_s / 60:.0f} minutes."
+    )
     with gr.Row(equal_height=False):
         counts = gr.Dataframe(
             value=hl.class_counts(state, None),
@@ -116,7 +124,7 @@ def build_library_tab(
         "### Add a library\nA **.zip** of class folders (or of `manifest.csv` with its images), "
         "or a **.csv/.parquet manifest** whose absolute paths point into a library already on "
         "this server. It is validated first; nothing is added (and no index changes) unless it "
-        "holds usable images. Uploads are kept under the app's cache folder."
+        f"holds usable images. {upload_policy}"
     )
     with gr.Row():
         upload = gr.File(
@@ -130,7 +138,9 @@ def build_library_tab(
             upload_name = gr.Textbox(
                 label="Name (optional)", max_lines=1, elem_id="library-upload-name"
             )
-            upload_btn = gr.Button("Validate and add", elem_id="library-upload-btn")
+            with gr.Row():
+                upload_btn = gr.Button("Validate and add", elem_id="library-upload-btn")
+                cancel_btn = gr.Button("Cancel", elem_id="library-upload-cancel")
     upload_md = gr.Markdown("", elem_id="library-upload-message")
 
     outputs = [summary, counts, problems, exact, exact_md, status, audit_gallery, audit_md]
@@ -156,17 +166,22 @@ def build_library_tab(
         concurrency_id="heavy",
     )
 
-    def save_audited(path, policy, progress=PROGRESS):
-        new_path, message = hl.save_audited_library(
-            state, path, policy, progress=lambda f, m: progress(f, desc=m)
+    def save_audited(path, policy, mine, request: gr.Request, progress=PROGRESS):
+        new_id, message = hl.save_audited_library(
+            state,
+            path,
+            policy,
+            owner=request.session_hash,
+            progress=lambda f, m: progress(f, desc=m),
         )
-        choices = library_choices(extra=extra_libraries)
-        return gr.update(choices=choices, value=new_path), message
+        mine = [*(mine or []), new_id]
+        choices = state.catalog.choices(owned=mine)
+        return gr.update(choices=choices, value=new_id), message, mine
 
     dedup_btn.click(
         guarded(save_audited),
-        [library, copy_policy],
-        [library, dedup_md],
+        [library, copy_policy, owned],
+        [library, dedup_md, owned],
         api_name=False,
         concurrency_id="heavy",
     )
@@ -183,12 +198,32 @@ def build_library_tab(
         concurrency_id="heavy",
     )
 
-    def add(file, name):
-        path, message = hl.upload_library(state, file, name=name)
-        choices = library_choices(extra=extra_libraries)
-        return gr.update(choices=choices, value=path), message, None
+    def add(file, name, mine, request: gr.Request, progress=PROGRESS):
+        new_id, message = hl.upload_library(
+            state,
+            file,
+            name=name,
+            owner=request.session_hash,
+            progress=lambda f, m: progress(f, desc=m or "checking the files"),
+        )
+        mine = [*(mine or []), new_id]
+        choices = state.catalog.choices(owned=mine)
+        return gr.update(choices=choices, value=new_id), message, None, mine
 
-    upload_btn.click(
-        guarded(add), [upload, upload_name], [library, upload_md, upload], api_name=False
+    # Uploads queue on their own: a big one never holds up searches or another upload.
+    adding = upload_btn.click(
+        guarded(add),
+        [upload, upload_name, owned],
+        [library, upload_md, upload, owned],
+        api_name="upload_library",
+        concurrency_id="upload",
+        concurrency_limit=2,
+    )
+    cancel_btn.click(
+        lambda: "Upload cancelled: nothing was added.",
+        None,
+        upload_md,
+        cancels=[adding],
+        api_name=False,
     )
     return view, outputs

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 import demo.handlers_search as hs
+from demo.arguments import checked_by_handler
 from demo.errors import guarded
 from demo.events_search import SearchHandlers, preview_html, show_result, text_box_update
 from demo.state import AppState
@@ -74,6 +75,9 @@ def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str
                 with gr.Tab("Photo", id="photo") as tab_photo:
                     query_image = gr.Image(
                         type="filepath",
+                        # The upload as sent: our one to_rgb decodes 16-bit, CMYK, palette,
+                        # RGBA and EXIF orientation; gradio's own conversion would not.
+                        image_mode=None,
                         sources=["upload", "webcam", "clipboard"],
                         label="Query photo: drop, paste or take one",
                         height=240,
@@ -111,6 +115,7 @@ def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str
                         elem_id="query-text",
                     )
             k = gr.Slider(1, hs.MAX_K, value=10, step=1, label="k (cases to show)", elem_id="k")
+            checked_by_handler(k)  # API callers sending k as text get parse_k's sentence
             metric = gr.Radio(
                 choices=[
                     ("cosine similarity", "cosine"),

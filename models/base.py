@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import io
+import os
+import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
@@ -11,14 +14,15 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from models import limits
 from models.spec import BackboneSpec
 
 Precision = Literal["fp32", "bf16", "fp16"]
 ImageInput = Image.Image | str | Path
 
-# Decompression-bomb guard: about 16k x 16k. Larger uploads are refused with a sentence.
-MAX_IMAGE_PIXELS = 256_000_000
-Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+# Pillow's own guard only refuses at twice its limit; ours is checked from the header first,
+# so this one is a backstop set well above it.
+Image.MAX_IMAGE_PIXELS = 4 * limits.MAX_IMAGE_PIXELS
 
 
 class WeightsUnavailable(RuntimeError):
@@ -53,25 +57,73 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def read_image_bytes(path: str | Path, *, max_bytes: int | None = None) -> bytes:
+    """The bytes of a regular file, at most ``max_bytes`` (default ``limits.MAX_IMAGE_BYTES``).
+
+    Opened without blocking and checked on the open descriptor, so a FIFO, a device or a /proc
+    file is refused before a single byte is read. Raises ``ValueError`` with a sentence that
+    names only the file's name.
+    """
+    path = Path(path)
+    limit = limits.MAX_IMAGE_BYTES if max_bytes is None else max_bytes
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{path.name} does not exist.") from err
+    except IsADirectoryError as err:
+        raise ValueError(f"{path.name} is a folder, not an image file.") from err
+    except OSError as err:
+        raise ValueError(f"{path.name} cannot be read ({err.strerror or err}).") from err
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"{path.name} is not a regular file; only image files are read.")
+        if info.st_size > limit:
+            raise ValueError(
+                f"{path.name} is {info.st_size / 1024**2:,.1f} MiB; the limit per image is "
+                f"{limit / 1024**2:,.0f} MiB."
+            )
+        data = f.read(limit + 1)  # the size can grow after fstat
+    if len(data) > limit:
+        raise ValueError(f"{path.name} is over the {limit / 1024**2:,.0f} MiB limit per image.")
+    return data
+
+
+def check_pixels(size: tuple[int, int], *, name: str) -> None:
+    """Refuse an image whose header promises more than ``limits.MAX_IMAGE_PIXELS`` pixels."""
+    width, height = size
+    if width * height > limits.MAX_IMAGE_PIXELS:
+        raise ValueError(
+            f"{name} is too large to open safely: {width:,} x {height:,} pixels, over the "
+            f"limit of {limits.MAX_IMAGE_PIXELS / 1e6:,.0f} megapixels; downscale it first."
+        )
+
+
 def open_image(source: ImageInput) -> Image.Image:
     """Open a path (or pass through a PIL image) and return upright RGB pixels.
 
-    Raises ``ValueError`` with a sentence for unreadable, non-image or oversized files.
+    The pixel count is checked from the header before decoding, and only a bounded number of
+    bytes of a regular file is read. Raises ``ValueError`` with a sentence for unreadable,
+    non-image or oversized files.
     """
     if isinstance(source, Image.Image):
+        check_pixels(source.size, name="The image")
         return to_rgb(source)
     path = Path(source)
     try:
-        with Image.open(path) as im:
+        data = read_image_bytes(path)
+    except FileNotFoundError as err:
+        raise ValueError(str(err)) from err
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            check_pixels(im.size, name=path.name)
             im.load()
             return to_rgb(im)
     except Image.DecompressionBombError as err:
         raise ValueError(
-            f"{path.name} is too large to open safely (over {MAX_IMAGE_PIXELS:,} pixels); "
-            "downscale it first."
+            f"{path.name} is too large to open safely (far over the limit of "
+            f"{limits.MAX_IMAGE_PIXELS / 1e6:,.0f} megapixels); downscale it first."
         ) from err
-    except FileNotFoundError as err:
-        raise ValueError(f"{path} does not exist.") from err
     except (OSError, SyntaxError) as err:
         raise ValueError(f"{path.name} is not a readable image ({err}).") from err
 

@@ -24,10 +24,11 @@ from demo import build_demo
 from demo import handlers_bench as hb
 from demo import handlers_library as hl
 from demo import handlers_search as hs
-from demo.config import AppConfig, library_choices, parse_config
+from demo.config import AppConfig, library_choices, local_library, parse_config
 from demo.errors import guarded, user_message
 from demo.events_search import SearchHandlers, read_query_photo
 from demo.handlers_models import COLUMNS, registry_table
+from demo.layout import app_catalog
 from demo.render import MATCH_RGB, MISMATCH_RGB, UNKNOWN_RGB
 from demo.state import AppState, Cancelled
 from models import WeightsUnavailable, availability, list_specs
@@ -470,12 +471,15 @@ def _zip_folder(folder: Path, target: Path) -> Path:
 def test_upload_good_zip_becomes_a_library(env, tmp_path):
     src = write_library(tmp_path / "src", with_manifest=False)
     upload = _zip_folder(src, tmp_path / "clinic.zip")
-    path, message = hl.upload_library(env["state"], str(upload), name="My clinic")
+    ident, message = hl.upload_library(env["state"], str(upload), name="My clinic")
+    # Without the app's strict catalog uploads are shared: kept under the cache for everyone.
+    path = env["state"].resolve(ident)
     assert Path(path).parent == Path(env["base"]) / "cache" / "uploads"
     assert f"{len(CLASSES) * PER_CLASS} images" in message
     assert path in {p for _, p in library_choices()}
+    assert ident in {i for _, i in env["state"].catalog.choices()}
     again, message = hl.upload_library(env["state"], str(upload), name="My clinic")
-    assert again == path and "uploaded before" in message
+    assert again == ident and "uploaded before" in message
 
 
 def test_bad_uploads_add_nothing(env, tmp_path):
@@ -524,9 +528,9 @@ def test_near_duplicate_audit_finds_a_flipped_copy(env, tmp_path):
     assert len(strips) == 1 and "LABEL CONFLICT" in strips[0][1]
     assert "flipped.png" in strips[0][1] and "photo-0.png" in strips[0][1]
     # Saved as a new library under a copy policy; the original stays as it was.
-    path, message = hl.save_audited_library(env["state"], str(lib), "group-as-case")
-    assert "4 images" in message and Path(path).is_file()
-    path, message = hl.save_audited_library(env["state"], str(lib), "one-per-group")
+    ident, message = hl.save_audited_library(env["state"], str(lib), "group-as-case")
+    assert "4 images" in message and Path(env["state"].resolve(ident)).is_file()
+    _ident, message = hl.save_audited_library(env["state"], str(lib), "one-per-group")
     assert "2 images" in message  # the conflicting pair is left for a person to settle
     assert len(env["state"].library(str(lib))) == 4
     with pytest.raises(ValueError, match="Choose what to do with copies"):
@@ -757,14 +761,14 @@ def test_first_visit_opens_on_search_or_on_the_getting_started_page(tmp_path, mo
     dropdown = next(
         b for b in ready.blocks.values() if getattr(b, "elem_id", None) == "library-path"
     )
-    assert dropdown.value == str(shared / "datasets" / "a-first")
+    assert dropdown.value == "a-first"  # the library's id: the page never holds a path
 
 
 def test_the_demo_library_button_fails_here_with_one_sentence(tmp_path, monkeypatch):
     monkeypatch.setenv("DERMSEARCH_CACHE", str(tmp_path / "cache"))
     assert os.environ.get("HF_HUB_OFFLINE") == "1"  # conftest: the suite never reaches the Hub
     with pytest.raises(gr.Error) as err:
-        guarded(hl.load_demo_library)()
+        guarded(hl.load_demo_library)(AppState())
     message = str(err.value)
     assert "Could not load hf://datasets/marmal88/skin_cancer:test" in message
     assert "Traceback" not in message and str(tmp_path) not in message
@@ -779,13 +783,13 @@ def test_a_hub_library_opens_the_app_and_shows_its_licence(tmp_path, monkeypatch
     folder = write_hub_folder(tmp_path / "patterns")
     config = parse_config(["--library", f"hf://{folder}", "--max-cases", "6"], env={})
     assert config.library == f"hf://{folder}" and config.max_cases == 6
-    demo = build_demo(config)
+    state = AppState(catalog=app_catalog(local_library(config)))
+    demo = build_demo(config, state=state)
     assert _start_page_and_tab(demo) == (False, "search")
     dropdown = next(
         b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "library-path"
     )
     assert dropdown.choices[0][0] == "patterns (configured)"
-    state = AppState()
     summary = hl.library_summary(state, dropdown.value)
     assert "6 usable images" in summary and "Licence: **cc-by-4.0**" in summary
     assert "@misc{patterns2026" in summary

@@ -287,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             with app as url:
                 work = Workload(
-                    url, str(library), args.backbone, args.k, queries, args.request_timeout,
+                    url, library.name, args.backbone, args.k, queries, args.request_timeout,
                     None if args.no_download else Path(downloads),
                 )  # fmt: skip
                 print(f"app at {url}; warming up ({args.warmup} untimed requests)...", flush=True)

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -66,6 +66,25 @@ def running_app(
     """app.py in its own process group on a free 127.0.0.1 port; ended on exit, whatever
     happens. Gradio's temporary files go to a folder deleted afterwards. ``torch_threads``
     sets the app's intra-op threads per request; None leaves the app's default."""
+    with app_process(library=library, backbone=backbone, log=log, torch_threads=torch_threads) as (
+        url,
+        _proc,
+    ):
+        yield url
+
+
+@contextmanager
+def app_process(
+    *,
+    library: Path | None,
+    backbone: str,
+    log: Path,
+    torch_threads: int | None = None,
+    extra_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``running_app`` that also hands over the process (to read its memory) and takes more
+    flags and environment variables; ``library`` None starts the app without one."""
     port = free_port()
     scratch = Path(tempfile.mkdtemp(prefix="bench-app-"))
     env = {
@@ -73,13 +92,16 @@ def running_app(
         "GRADIO_TEMP_DIR": str(scratch),
         "HF_HUB_OFFLINE": "1",
         "GRADIO_ANALYTICS_ENABLED": "False",
+        **(env or {}),
     }
     if torch_threads is not None:
         env |= {
             "DERMSEARCH_TORCH_THREADS": str(torch_threads),
             "OMP_NUM_THREADS": str(torch_threads),
         }
-    command = [sys.executable, "app.py", "--library", str(library), "--backbone", backbone]
+    command = [sys.executable, "app.py", "--backbone", backbone, *extra_args]
+    if library is not None:
+        command += ["--library", str(library)]
     with log.open("w") as out:
         proc = subprocess.Popen(
             [*command, "--host", "127.0.0.1", "--port", str(port)],
@@ -92,7 +114,7 @@ def running_app(
     try:
         url = f"http://127.0.0.1:{port}/"
         wait_until_serving(url, proc, timeout_s=START_TIMEOUT_S)
-        yield url
+        yield url, proc
     finally:
         stop_process_group(proc)
         shutil.rmtree(scratch, ignore_errors=True)
