@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import statistics
 import sys
 import time
@@ -98,7 +99,7 @@ def points_inside(heat: np.ndarray, box: tuple[int, int, int, int]) -> bool:
     """Whether the map's maximum lies in ``box``."""
     y, x = np.unravel_index(int(np.argmax(heat)), heat.shape)
     x0, y0, x1, y1 = box
-    return x0 <= x < x1 and y0 <= y < y1
+    return bool(x0 <= x < x1 and y0 <= y < y1)
 
 
 def play(
@@ -152,9 +153,11 @@ def main(argv: list[str] | None = None) -> int:
         backbone = load_backbone(key.strip(), device="cpu")
         plain = composites(photos, count=args.count, transform="plain", seed=args.seed)
         seconds = time_pairs(backbone, plain, repeats=args.timed_pairs)
+        load = os.getloadavg()[0]
         print(
             f"{backbone.key:20s} one map pair: {statistics.median(seconds) * 1000:.0f} ms median, "
-            f"IQR {_iqr(seconds) * 1000:.0f} ms over {len(seconds)} ({args.threads} thread(s))",
+            f"IQR {_iqr(seconds) * 1000:.0f} ms over {len(seconds)} ({args.threads} thread(s), "
+            f"load {load:.1f})",
             flush=True,
         )
         variants = {"multi-scale": MATCH_SCALES}
@@ -178,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
                     "pair_seconds_iqr": _iqr(seconds),
                     "timed_pairs": len(seconds),
                     "threads": args.threads,
+                    # The machine's 1-minute load when timed: a shared CPU's figures depend on it.
+                    "load_average_1min": round(load, 1),
                     "seed": args.seed,
                 }
                 records.append(record)
