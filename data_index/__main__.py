@@ -17,6 +17,7 @@ from pathlib import Path
 
 from data_index.bundle import export_bundle, is_bundle, open_bundle_index
 from data_index.case_index import EXACT_SEARCH_MAX_CASES, CaseIndex
+from data_index.explain_cli import add_explain_command
 from data_index.hub import HubColumns
 from data_index.library import CaseLibrary
 from data_index.locations import default_index_dir
@@ -376,6 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", required=True)
     p.add_argument("--key", type=int, action="append", required=True)
     p.set_defaults(func=cmd_remove)
+
+    add_explain_command(sub, load_backbone=_load_backbone)
     return parser
 
 

@@ -11,6 +11,7 @@ import demo.handlers_search as hs
 from demo.arguments import checked_by_handler
 from demo.errors import guarded
 from demo.events_search import SearchHandlers, preview_html, show_result, text_box_update
+from demo.explain_view import build_explain_view, wire_explain_view
 from demo.state import AppState
 
 PHOTO_TTL_S = 1800  # a session's query photo lives in memory at most this long
@@ -161,6 +162,7 @@ def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str
                     again_btn = gr.Button(
                         "Search with this case", interactive=False, elem_id="search-with-case"
                     )
+            explain = build_explain_view()
 
     # Gradio calls each handler with these as keyword arguments (``inputs_kwargs``); every
     # event that searches reads the same four settings.
@@ -209,12 +211,19 @@ def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str
     tab_photo.select(lambda: "photo", None, mode, api_name=False)
     tab_case.select(lambda: "case", None, mode, api_name=False)
     tab_text.select(lambda: "text", None, mode, api_name=False)
-    results.select(
+    shown_result = results.select(
         guarded(show_result),
         inputs_kwargs={"hits": hits},
         outputs=[detail_image, detail_md, selected, again_btn],
         api_name=False,
     )
+    wire_explain_view(
+        explain,
+        state,
+        shown=shown_result,
+        inputs={"library_path": library, "backbone_key": backbone, "mode": mode, "photo": photo,
+                "case_relpath": picked_case, "hits": hits, "selected": selected},
+    )  # fmt: skip
     again_btn.click(
         guarded(handlers.search_with_selected),
         inputs_kwargs={"relpath": selected, **settings},

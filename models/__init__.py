@@ -6,7 +6,14 @@ lookup and availability (``weights``) and one module per loader (open_clip, tran
 and the hand-made ones). Knows nothing of case libraries, indexes, benchmarks or the UI.
 """
 
-from models.base import Backbone, NoTextTower, WeightsUnavailable, open_image, to_rgb
+from models.base import (
+    Backbone,
+    NoSpatialMap,
+    NoTextTower,
+    WeightsUnavailable,
+    open_image,
+    to_rgb,
+)
 from models.factory import (
     UnknownBackbone,
     backbone_availability,
@@ -22,6 +29,7 @@ __all__ = [
     "Availability",
     "Backbone",
     "BackboneSpec",
+    "NoSpatialMap",
     "NoTextTower",
     "UnknownBackbone",
     "WeightsUnavailable",

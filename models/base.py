@@ -23,6 +23,9 @@ ImageInput = Image.Image | str | Path
 # Pillow's own guard only refuses at twice its limit; ours is checked from the header first,
 # so this one is a backstop set well above it.
 Image.MAX_IMAGE_PIXELS = 4 * limits.MAX_IMAGE_PIXELS
+# Mirrored margin (pixels) around photos whose feature map is taken at any size: one cell of a
+# stride-32 network.
+MAP_PAD = 32
 
 
 class WeightsUnavailable(RuntimeError):
@@ -31,6 +34,10 @@ class WeightsUnavailable(RuntimeError):
 
 class NoTextTower(ValueError):
     """Text was given to a backbone that only embeds images."""
+
+
+class NoSpatialMap(ValueError):
+    """A similarity map was asked of a backbone that has no per-location features."""
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -178,6 +185,24 @@ class Backbone:
     def _embed_texts(self, texts: list[str]) -> torch.Tensor:
         raise NoTextTower(f"{self.spec.name} has no text tower: search it with an image.")
 
+    #: Whether ``_feature_grid`` takes any input size (fully convolutional networks); models with
+    #: position embeddings see their native square input only.
+    any_input_size: bool = False
+    #: The square side a fixed-size model was built for, when it differs from the spec's.
+    native_side: int | None = None
+
+    def _feature_grid(self, batch: torch.Tensor) -> torch.Tensor:
+        """(n, c, h, w) last-block features of a preprocessed batch."""
+        raise NoSpatialMap(f"{self.spec.name} has no spatial feature map to compare locations of.")
+
+    def _map_pixels(self, image: Image.Image, width: int, height: int) -> torch.Tensor:
+        """The whole image (never cropped) as this model's input tensor at ``width`` x ``height``.
+
+        The default squashes to the native square and lets ``preprocess`` normalise it: its
+        resize and centre crop are then identities, so every pixel of the photo is seen.
+        """
+        return self.preprocess(image.resize((width, height), Image.Resampling.BICUBIC))
+
     # --- public API ----------------------------------------------------------------------
     @property
     def key(self) -> str:
@@ -238,6 +263,35 @@ class Backbone:
             chunks.append(out.float().cpu().numpy().astype(np.float32, copy=False))
         out = np.concatenate(chunks)
         return l2_normalize(out) if normalize else out
+
+    def feature_map(self, image: ImageInput, *, side: int | None = None) -> np.ndarray:
+        """(h, w, c) float32 features of every location of the whole image, for similarity maps.
+
+        ``side`` is the shorter image side in pixels for backbones with ``any_input_size``
+        (aspect ratio kept); the others always see their native square. Raises ``NoSpatialMap``
+        for backbones without per-location features.
+        """
+        image = open_image(image)
+        pad = 0
+        if self.any_input_size:
+            side = side or self.spec.input_size
+            scale = side / min(image.size)
+            width, height = (max(round(v * scale), 32) for v in image.size)
+            pad = MAP_PAD
+        else:
+            width = height = self.native_side or self.spec.input_size
+        batch = self._map_pixels(image, width, height)[None]
+        if pad:
+            # Mirrored margins: with zero padding the edge locations of every photo look alike
+            # and would match each other instead of the content.
+            batch = torch.nn.functional.pad(batch, (pad, pad, pad, pad), mode="reflect")
+        with torch.inference_mode(), self._autocast():
+            grid = self._feature_grid(batch.to(self.device))[0]
+        if pad:
+            rows = round(pad * grid.shape[1] / batch.shape[2])
+            cols = round(pad * grid.shape[2] / batch.shape[3])
+            grid = grid[:, rows : grid.shape[1] - rows, cols : grid.shape[2] - cols]
+        return grid.float().permute(1, 2, 0).cpu().numpy().astype(np.float32, copy=False)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         # Half precision only on accelerators: CPU bf16 autocast is slower on most x86 parts.

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from models.base import Backbone
+from models.base import Backbone, NoSpatialMap
 
 SIZE = 224
 LAB_BINS = (4, 8, 8)
@@ -141,6 +141,14 @@ class ColorTextureBackbone(Backbone):
 
     def _embed_images(self, batch: torch.Tensor) -> torch.Tensor:
         return batch
+
+    def _feature_grid(self, batch: torch.Tensor) -> torch.Tensor:
+        # Histograms of the whole image and of its centre have no locations to point at; a heat
+        # map drawn from two fixed regions would look like an explanation and be none.
+        raise NoSpatialMap(
+            f"{self.spec.name} describes whole-image and central colour and texture statistics, "
+            "so it has no per-location map to show."
+        )
 
 
 def load_color_texture(spec, *, random_weights: bool, **kwargs) -> ColorTextureBackbone:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import torch
+from PIL import Image
 
-from models.base import Backbone, WeightsUnavailable
+from models.base import Backbone, NoSpatialMap, WeightsUnavailable
 from models.spec import BackboneSpec
 from models.weights import local_weights, missing_weights_error
 
@@ -17,6 +18,13 @@ class ImageProcessorTransform:
 
     def __call__(self, image) -> torch.Tensor:
         return self.processor(images=image, return_tensors="pt")["pixel_values"][0]
+
+    def whole(self, image) -> torch.Tensor:
+        """An image already at the input size: normalised, neither resized nor cropped."""
+        out = self.processor(
+            images=image, do_resize=False, do_center_crop=False, return_tensors="pt"
+        )
+        return out["pixel_values"][0]
 
 
 def _pooled(output) -> torch.Tensor:
@@ -34,6 +42,8 @@ class TransformersBackbone(Backbone):
         self.model = model.eval().to(self.device)
         self.preprocess = ImageProcessorTransform(processor)
         self.tokenizer = tokenizer
+        vision = getattr(model.config, "vision_config", model.config)
+        self.native_side = getattr(vision, "image_size", None)
 
     @property
     def has_text(self) -> bool:
@@ -43,6 +53,23 @@ class TransformersBackbone(Backbone):
         if hasattr(self.model, "get_image_features"):
             return _pooled(self.model.get_image_features(pixel_values=batch))
         return self.model(pixel_values=batch).last_hidden_state[:, 0]
+
+    def _map_pixels(self, image, width: int, height: int) -> torch.Tensor:
+        return self.preprocess.whole(image.resize((width, height), Image.Resampling.BICUBIC))
+
+    def _feature_grid(self, batch: torch.Tensor) -> torch.Tensor:
+        tower = getattr(self.model, "vision_model", self.model)
+        config = getattr(self.model.config, "vision_config", self.model.config)
+        tokens = tower(pixel_values=batch).last_hidden_state
+        patch = getattr(config, "patch_size", None)
+        if tokens.ndim != 3 or not isinstance(patch, int):
+            raise NoSpatialMap(f"{self.spec.name} has no patch-token grid to compare locations of.")
+        rows, cols = batch.shape[2] // patch, batch.shape[3] // patch
+        prefix = tokens.shape[1] - rows * cols  # class and register tokens come first
+        if not 0 <= prefix <= 8:
+            raise NoSpatialMap(f"{self.spec.name}'s tokens do not form a {rows} x {cols} grid.")
+        grid = tokens[:, prefix:].reshape(len(tokens), rows, cols, -1)
+        return grid.permute(0, 3, 1, 2)
 
     def _embed_texts(self, texts: list[str]) -> torch.Tensor:
         # SigLIP was trained on max-length padding; CLIP-style models ignore pad positions.

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from models.base import Backbone, WeightsUnavailable
+from models.base import Backbone, NoSpatialMap, WeightsUnavailable
 from models.spec import BackboneSpec
 from models.weights import local_weights, missing_weights_error
 
@@ -17,6 +17,8 @@ class OpenClipBackbone(Backbone):
         self.model = model.eval().to(self.device)
         self.preprocess = preprocess
         self.tokenizer = tokenizer
+        size = getattr(model.visual, "image_size", None)
+        self.native_side = int(size[0] if isinstance(size, tuple | list) else size or 0) or None
 
     @property
     def has_text(self) -> bool:
@@ -27,6 +29,16 @@ class OpenClipBackbone(Backbone):
 
     def _embed_texts(self, texts: list[str]) -> torch.Tensor:
         return self.model.encode_text(self.tokenizer(texts).to(self.device))
+
+    def _feature_grid(self, batch: torch.Tensor) -> torch.Tensor:
+        # ViT patch tokens, a timm trunk's or a ResNet's last stage, all as NCHW.
+        try:
+            out = self.model.visual.forward_intermediates(batch, indices=1, intermediates_only=True)
+        except (AttributeError, NotImplementedError) as err:
+            raise NoSpatialMap(
+                f"{self.spec.name} does not expose its last block's feature map."
+            ) from err
+        return out["image_intermediates"][-1]
 
 
 def open_clip_name(spec: BackboneSpec, *, random_weights: bool) -> tuple[str, str | None]:

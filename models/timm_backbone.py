@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
-from models.base import Backbone, WeightsUnavailable
+from models.base import Backbone, NoSpatialMap, WeightsUnavailable
 from models.spec import BackboneSpec
 from models.weights import local_weights, missing_weights_error
+
+MAP_STRIDE = 16  # the coarsest feature map a similarity map is drawn from, in pixels per cell
 
 
 class TimmBackbone(Backbone):
@@ -21,9 +25,38 @@ class TimmBackbone(Backbone):
         self.model = model.eval().to(self.device)
         config = timm.data.resolve_data_config(model=model)
         self.preprocess = timm.data.create_transform(**config, is_training=False)
+        self._mean = torch.tensor(config["mean"], dtype=torch.float32).view(3, 1, 1)
+        self._std = torch.tensor(config["std"], dtype=torch.float32).view(3, 1, 1)
+        # Patch models carry position embeddings for one grid size; convolutions take any size.
+        self.any_input_size = not hasattr(model, "patch_embed")
+        self.native_side = int(config["input_size"][-1])
 
     def _embed_images(self, batch: torch.Tensor) -> torch.Tensor:
         return self.model.forward_head(self.model.forward_features(batch), pre_logits=True)
+
+    def _map_pixels(self, image: Image.Image, width: int, height: int) -> torch.Tensor:
+        # timm's own transform crops a border (crop_pct); a map must cover the whole photo.
+        resized = image.resize((width, height), Image.Resampling.BICUBIC)
+        pixels = torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255.0).permute(2, 0, 1)
+        return (pixels - self._mean) / self._std
+
+    def _feature_grid(self, batch: torch.Tensor) -> torch.Tensor:
+        # Patch tokens of the last block (prefix tokens dropped), or a CNN's last stride-16
+        # stage: the stride-32 stage has too few locations to point inside a lesion.
+        try:
+            grids = self.model.forward_intermediates(
+                batch, indices=[self._map_stage()], intermediates_only=True, stop_early=True
+            )
+        except (AttributeError, NotImplementedError, TypeError) as err:
+            raise NoSpatialMap(f"{self.spec.name} does not expose its feature maps.") from err
+        return grids[-1]
+
+    def _map_stage(self) -> int:
+        info = getattr(self.model, "feature_info", None) or []
+        if isinstance(info, list) and info and all("reduction" in i for i in info):
+            fine = [n for n, i in enumerate(info) if i["reduction"] <= MAP_STRIDE]
+            return fine[-1] if fine else len(info) - 1
+        return -1
 
 
 def load_timm(spec: BackboneSpec, *, random_weights: bool, **kwargs) -> TimmBackbone:

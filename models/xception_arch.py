@@ -107,6 +107,15 @@ class KerasXception(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         layer = self.layers
+        x = self.middle_flow(x)
+        x = self._down_block(x, 13, 3)
+        x = F.relu(layer["block14_sepconv1_bn"](layer["block14_sepconv1"](x)))
+        x = F.relu(layer["block14_sepconv2_bn"](layer["block14_sepconv2"](x)))
+        return x.mean(dim=(2, 3))
+
+    def middle_flow(self, x: torch.Tensor) -> torch.Tensor:
+        """Entry and middle flow: (n, 728, h/16, w/16), the last stride-16 feature map."""
+        layer = self.layers
         x = F.relu(layer["block1_conv1_bn"](layer["block1_conv1"](x)))
         x = F.relu(layer["block1_conv2_bn"](layer["block1_conv2"](x)))
         for index, block in enumerate((2, 3, 4)):
@@ -118,10 +127,7 @@ class KerasXception(nn.Module):
                     layer[f"block{block}_sepconv{i}"](F.relu(x))
                 )
             x = x + residual
-        x = self._down_block(x, 13, 3)
-        x = F.relu(layer["block14_sepconv1_bn"](layer["block14_sepconv1"](x)))
-        x = F.relu(layer["block14_sepconv2_bn"](layer["block14_sepconv2"](x)))
-        return x.mean(dim=(2, 3))
+        return x
 
 
 class HAM10000Head(nn.Module):
@@ -174,3 +180,7 @@ class SklesionNet(nn.Module):
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
         """(n, 3, 254, 254) pixels in 0..255 -> (n, 2048) pooled features, not normalised."""
         return self.xception(self.normalization(pixels))
+
+    def feature_map(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(n, 3, h, w) pixels in 0..255 -> (n, 728, h/16, w/16) middle-flow features."""
+        return self.xception.middle_flow(self.normalization(pixels))

@@ -211,6 +211,15 @@ class XceptionHAM10000Backbone(Backbone):
     def _embed_images(self, batch: torch.Tensor) -> torch.Tensor:
         return self.net.features(batch.float().contiguous(memory_format=self._memory_format))
 
+    any_input_size = True
+
+    def _map_pixels(self, image: Image.Image, width: int, height: int) -> torch.Tensor:
+        resized = image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
+        return torch.from_numpy(np.asarray(resized, dtype=np.float32).transpose(2, 0, 1).copy())
+
+    def _feature_grid(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.net.feature_map(batch.float().contiguous(memory_format=self._memory_format))
+
 
 class HAM10000ReferenceClassifier:
     """sklesion's own 7-class HAM10000 classifier: this model's own classifier, not retrieval.

@@ -1,6 +1,7 @@
 """End to end in a real headless Chromium: the app runs as its own process on a generated
-library; the test searches by photo (grey, then framed frames), switches backbone, and runs a
-small benchmark. Screenshots land in ``artifacts/`` (gitignored) for a person to look at."""
+library; the test searches by photo (grey, then framed frames), opens a result's similarity
+maps, switches backbone, and runs a small benchmark. Screenshots land in ``artifacts/``
+(gitignored) for a person to look at."""
 
 from __future__ import annotations
 
@@ -265,6 +266,9 @@ def test_search_switch_backbone_and_benchmark(app, page, tmp_path):
         assert f"{QUERY_LABEL}" in summary and "color-texture over 24 cases" in summary
         check_frames(page, verdicts)
         shoot(page, "browser-search.png")
+        # The enlarged view: colour-texture has no per-location features, and says so.
+        page.locator("#results .thumbnail-item").first.click()
+        page.locator("#explain-pair").get_by_text("no per-location map").wait_for()
 
         # 4. Another backbone: its index of the library is built on this first search.
         pick_option(page, "backbone", re.compile(rf"\({re.escape(SECOND_BACKBONE)}\)"))
@@ -275,6 +279,17 @@ def test_search_switch_backbone_and_benchmark(app, page, tmp_path):
         verdicts = check_captions(caps, truth=truth, query_label=QUERY_LABEL)
         check_frames(page, verdicts)
         shoot(page, "browser-search-second-backbone.png")
+        # Its enlarged view: query and case side by side with their maps, then photos only.
+        page.locator("#results .thumbnail-item").nth(1).click()
+        legend = page.locator("#explain-legend")
+        legend.wait_for()
+        assert "similarity maps" in legend.inner_text() and "most alike" in legend.inner_text()
+        assert page.locator("#explain-pair figure img").count() == 2
+        page.locator("#explain-pair").scroll_into_view_if_needed()
+        shoot(page, "browser-similarity-maps.png")
+        page.locator("#explain-toggle").get_by_text("Photos only").click()
+        legend.wait_for(state="detached")
+        assert page.locator("#explain-pair figure img").count() == 2
 
         # 5. Benchmark tab: color-texture, leave-one-out, on the fixture library.
         page.get_by_role("tab", name="Benchmark").click()

@@ -15,6 +15,7 @@ SCRIPTS: tuple[str, ...] = (
     "app_load",
     "audit",
     "backbones",
+    "pointing_game",
     "search",
     "space_rehearsal",
 )
