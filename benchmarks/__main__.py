@@ -190,7 +190,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.plots:
         for path in save_plots(frame, args.plots):
             print(f"Figure: {path}")
-        print("(HTML only: PNG export needs kaleido, which this project does not install.)")
     if args.csv:
         print(f"CSV: {export_csv(frame, args.csv)}")
     return 0
