@@ -115,16 +115,14 @@ def skipped_reasons(records: pd.DataFrame) -> list[str]:
 TABLE_METRICS = (
     ("hit_rate", 1, "Top-1"),
     ("hit_rate", 5, "Top-5"),
-    ("hit_rate", 10, "Top-10"),
-    ("precision", 10, "P@10"),
     ("map", 10, "mAP@10"),
     ("mmv", 5, "mMV@5"),
-    ("accuracy", None, "accuracy"),
+    ("accuracy", None, "accuracy"),  # any k: a k-NN's k is in its protocol column
 )
 TABLE_LEGEND = (
     "**Top-k**: share of queries with an image of their own class among the k nearest (hit "
-    "rate). **Top-1 95 %**: interval from 1,000 resamples of cases. **P@10**: share of the 10 "
-    "nearest that share the query's class. **mAP@10**: mean average precision in the top 10. "
+    "rate). **Top-1 95 %**: interval from 1,000 resamples of cases. **mAP@10**: mean average "
+    "precision in the top 10. "
     "**mMV@5**: share of queries whose class wins the vote of the 5 nearest. **accuracy**: "
     "share of held-out images a classifier (linear probe, k-NN) names right. **ms / image**: "
     "embedding time per image; **ms / query**: search time per query. **conventions**: ours, "
@@ -161,7 +159,11 @@ def _variant(chunk: pd.DataFrame) -> str:
         if isinstance(value, str) and value not in (default, "none"):
             parts.append(value.replace("case-only", "case only"))
     method = first.get("method")
-    if isinstance(method, str):
+    if isinstance(method, str) and method == "knn-selected":
+        parts.append("k chosen on validation")
+    elif isinstance(method, str) and method.startswith("knn-"):
+        parts.append(f"k = {method.removeprefix('knn-')}")
+    elif isinstance(method, str):
         parts.append(method)
     return ", ".join(parts)
 
@@ -192,7 +194,7 @@ def results_table(records: pd.DataFrame) -> pd.DataFrame:
             "conventions": conventions if isinstance(conventions, str) else "ours",
         }
         for metric, k, column in TABLE_METRICS:
-            at_k = chunk["k"].isna() if k is None else chunk["k"] == k
+            at_k = chunk["k"].notna() | chunk["k"].isna() if k is None else chunk["k"] == k
             hit = chunk[(chunk["metric"] == metric) & at_k]
             row[column] = round(float(hit["value"].iloc[0]), 3) if len(hit) else None
             if column == "Top-1":
@@ -209,7 +211,14 @@ def results_table(records: pd.DataFrame) -> pd.DataFrame:
         rows.append(row)
     table = pd.DataFrame(rows)
     empty = [c for c in table.columns if table[c].isna().all()]
-    return table.drop(columns=empty)
+    table = table.drop(columns=empty)
+    order = table["protocol"].str.replace(r"\d+", lambda m: m.group().zfill(4), regex=True)
+    return (
+        table.assign(_order=order)
+        .sort_values(["backbone", "_order", "conventions"])
+        .drop(columns="_order")
+        .reset_index(drop=True)
+    )
 
 
 def message_figure(text: str) -> go.Figure:
