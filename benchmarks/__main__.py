@@ -30,6 +30,7 @@ from benchmarks.records import export_csv, queries_path, read_records
 from benchmarks.report import load, markdown_report, save_plots
 from benchmarks.runner import BenchmarkCancelled, check_backbones, open_library, run_benchmark
 from data_index.locations import cache_root, slug
+from data_index.variants import VARIANTS, parse_variants
 
 EXIT_ERROR = 2
 RUNS_FOLDER = "benchmark-runs"  # under the cache root, beside embeddings and indexes
@@ -75,6 +76,13 @@ def _parser() -> argparse.ArgumentParser:
         "committed results)",
     )
     run.add_argument("--csv", help="also write every record of --out (or of this run) as CSV")
+    run.add_argument(
+        "--variants",
+        type=parse_variants,
+        default=[],
+        help="comma-separated retrieval variants measured against their plain backbone, "
+        f"leave-one-case-out: {', '.join(VARIANTS)} (fusion:a+b[+c] of --backbones)",
+    )
     run.add_argument(
         "--random-weights",
         action="store_true",
@@ -147,6 +155,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             num_workers=args.workers,
             conventions=conventions,
             stratify=args.stratify,
+            variants=args.variants,
         )
         _print_summary(records)
         print(f"{len(records)} record(s) of {library.name} appended to {out}")

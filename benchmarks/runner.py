@@ -33,6 +33,7 @@ from benchmarks.latency import (
 from benchmarks.protocols import REGISTRY, parse_protocols, protocol_records
 from benchmarks.records import append_queries, append_records, queries_path
 from benchmarks.timing import machine_description
+from benchmarks.variants import variant_records
 from data_index.audit import DuplicateReport, audit_library
 from data_index.case_index import CaseIndex
 from data_index.library import CaseLibrary
@@ -130,12 +131,15 @@ def run_benchmark(
     load: Callable[[str], Backbone] | None = None,
     embeddings_cache: Path | None = None,
     num_workers: int | None = None,
+    variants: Sequence[str] = (),
     conventions: Sequence[str] | str = ("ours",),
     stratify: str | None = None,
 ) -> list[dict]:
     """Run every protocol for every backbone on one library; return (and append to ``out``)
-    the records. ``load`` may hand over already loaded backbones (the app's cache);
-    ``progress(fraction, message)`` reports, ``should_stop()`` cancels between steps.
+    the records. ``variants`` (names of `data_index.variants`) are then measured against
+    their plain backbones on the same embeddings (`benchmarks.variants`). ``load`` may hand
+    over already loaded backbones (the app's cache); ``progress(fraction, message)`` reports,
+    ``should_stop()`` cancels between steps.
 
     Per-query records go to the sidecar file beside ``out`` (`queries_path`); once every
     backbone is done, a paired comparison of each pair of backbones and, with ``stratify``
@@ -176,6 +180,7 @@ def run_benchmark(
     }
     if dups is not None:
         common |= {"n_duplicate_groups": dups.n_groups, "n_duplicate_conflicts": dups.n_conflicts}
+    views: dict[str, Embedded] = {}
     for i, key in enumerate(keys):
         share = 0.9 / len(keys)
         base = 0.1 + i * share
@@ -191,7 +196,7 @@ def run_benchmark(
         )
         if random_weights and backbone.weights_origin != "architecture-only":
             raise ValueError(f"{key} was loaded with pretrained weights; random weights asked.")
-        found = _backbone_records(
+        found, views[key] = _backbone_records(
             lib,
             backbone,
             names,
@@ -237,7 +242,14 @@ def run_benchmark(
     extra = _comparison_records(lib, queries, run_ids, common, stamp, stratify)
     if out is not None and extra:
         append_records(extra, Path(out))
-    return records + extra
+    records += extra
+    if variants and not random_weights:
+        say(1.0, f"{lib.name}: retrieval variants {', '.join(variants)}")
+        found = [{**common, **r} for r in variant_records(views, variants)]
+        if out is not None:
+            append_records(found, Path(out))
+        records += found
+    return records
 
 
 def _comparison_records(
@@ -272,7 +284,7 @@ def _backbone_records(
     dups: DuplicateReport | None,
     relpaths_all: list[str],
     conventions: Sequence[str] = ("ours",),
-) -> list[dict]:
+) -> tuple[list[dict], Embedded]:
     """Latency, then each protocol (each skipped, with its reason, where it cannot run), for
     one backbone on one library."""
 
@@ -333,4 +345,4 @@ def _backbone_records(
         out += [
             record if record.get("kind") == "query" else {**sizes, **record} for record in found
         ]
-    return out
+    return out, view
