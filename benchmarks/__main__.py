@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.embedded import ARCHITECTURE_ONLY
+from benchmarks.embedded import ARCHITECTURE_ONLY, parse_conventions
 from benchmarks.latency import LatencySettings
 from benchmarks.protocols import REGISTRY, choices_text, parse_protocols
-from benchmarks.records import export_csv, read_records
+from benchmarks.records import export_csv, queries_path, read_records
 from benchmarks.report import load, markdown_report, save_plots
 from benchmarks.runner import BenchmarkCancelled, check_backbones, open_library, run_benchmark
 from data_index.locations import cache_root, slug
@@ -48,6 +48,8 @@ def _protocol_listing() -> str:
         lines.append(f"  {p.name} ({', '.join(p.aliases)})" if p.aliases else f"  {p.name}")
         lines.append(f"      {p.label}")
         lines += [f"      needs {r.needs}" for r in p.requirements]
+        if p.paper_conventions:
+            lines.append(f"      --conventions paper: {p.paper_conventions}")
     return "\n".join(lines)
 
 
@@ -86,6 +88,18 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="architecture-only backbones: timings only, accuracy never recorded",
     )
+    run.add_argument(
+        "--conventions",
+        default="ours",
+        help="ours (default: cosine, the query's case and copies left out, ties are misses), "
+        "paper (each paper's public code: see the protocols below) or both",
+    )
+    run.add_argument(
+        "--stratify",
+        metavar="COLUMN",
+        help="also report Top-1, Top-5 and mAP@5 per value of this manifest column "
+        "(e.g. a skin type, sex, body site, source or split), with intervals",
+    )
     run.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: best available)")
     run.add_argument("--timing-batch", type=int, default=16, help="images per timed batch")
     run.add_argument("--timing-repeats", type=int, default=5, help="timed calls (median taken)")
@@ -119,6 +133,7 @@ def new_run_file(library_name: str, *, started: datetime) -> Path:
 def cmd_run(args: argparse.Namespace) -> int:
     backbones = [b.strip() for b in args.backbones.split(",") if b.strip()]
     protocols = parse_protocols(args.protocol)
+    conventions = parse_conventions(args.conventions)
     check_backbones(backbones, random_weights=args.random_weights)  # fail before any work
     settings = LatencySettings(batch_size=args.timing_batch, repeats=args.timing_repeats)
     if args.random_weights:
@@ -138,10 +153,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             device=args.device,
             latency=settings,
             num_workers=args.workers,
+            conventions=conventions,
+            stratify=args.stratify,
             variants=args.variants,
         )
         _print_summary(records)
         print(f"{len(records)} record(s) of {library.name} appended to {out}")
+        if queries_path(out).is_file():
+            print(f"Per-query records: {queries_path(out)}")
         written += [out] if out not in written else []
     if args.csv:
         frame = pd.concat([read_records(out) for out in written], ignore_index=True)
@@ -180,7 +199,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.plots:
         for path in save_plots(frame, args.plots):
             print(f"Figure: {path}")
-        print("(HTML only: PNG export needs kaleido, which this project does not install.)")
     if args.csv:
         print(f"CSV: {export_csv(frame, args.csv)}")
     return 0

@@ -10,14 +10,36 @@ candidate left after the exclusions, a class too small to split) raises `Protoco
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from data_index.case_index import CaseIndex
 from models import Backbone
+
+# "ours": cosine on L2-normalised vectors, the query's case and copies left out, vote ties are
+# misses. "paper": what the public code of the paper a protocol follows does.
+Conventions = Literal["ours", "paper"]
+CONVENTIONS: tuple[str, ...] = ("ours", "paper")
+
+
+def parse_conventions(text: str | Sequence[str]) -> list[str]:
+    """["ours"], ["paper"] or both, from "ours", "paper", "ours,paper" or "both"."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    out: list[str] = []
+    for raw in items:
+        name = str(raw).strip().lower()
+        wanted = list(CONVENTIONS) if name == "both" else [name]
+        for item in wanted:
+            if item not in CONVENTIONS:
+                raise ValueError(f"Unknown conventions '{raw}'; choose ours, paper or both.")
+            out += [item] if item not in out else []
+    if not out:
+        raise ValueError("Name the conventions: ours, paper or both.")
+    return out
 
 
 @dataclass(frozen=True)
@@ -34,6 +56,12 @@ class Embedded:
     sha1s: list[str]
     backbone: Backbone
     embeddings_cache: Path | None = None
+    keys: tuple[str, ...] = ()  # the library's relative path per row: per-query record keys
+    conventions: Conventions = "ours"
+
+    @property
+    def query_keys(self) -> Sequence[str]:
+        return self.keys or self.paths
 
     @classmethod
     def from_index(
@@ -57,6 +85,7 @@ class Embedded:
             sha1s=cases["sha1"].astype(str).tolist(),
             backbone=backbone,
             embeddings_cache=embeddings_cache,
+            keys=tuple(cases["relpath"].astype(str).tolist()),
         )
 
 

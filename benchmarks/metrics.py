@@ -84,7 +84,7 @@ def _n_relevant(
     return counts
 
 
-def _nanmean(values: np.ndarray) -> float:
+def nanmean(values: np.ndarray) -> float:
     """Mean over defined (non-NaN) entries; NaN when none is defined."""
     defined = values[~np.isnan(values)]
     return float(defined.mean()) if defined.size else float("nan")
@@ -119,6 +119,21 @@ def precision_at_k_per_query(
     """P_q@k = (1/k) sum_{i<=k} rel_q(i), one value per query."""
     rel = relevance(retrieved_labels=retrieved_labels, query_labels=query_labels, k=k)
     return rel.mean(axis=1)
+
+
+def precision_at_k_class_capped_per_query(
+    *, retrieved_labels: np.ndarray, query_labels: np.ndarray, k: int, n_in_index: np.ndarray
+) -> np.ndarray:
+    """P_q@k as Denner et al.'s (2024) code computes it: hits in the top k / min(k, C_q).
+
+    C_q = n_in_index[q], the index images of the query's class, so a class with fewer than k
+    images can still reach 1.0; NaN where C_q = 0 (nothing to find).
+    """
+    rel = relevance(retrieved_labels=retrieved_labels, query_labels=query_labels, k=k)
+    counts = _n_relevant(n_in_index, rel, rel.sum(axis=1))
+    norm = np.minimum(k, counts).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norm > 0, rel.sum(axis=1) / np.where(norm > 0, norm, 1.0), np.nan)
 
 
 def precision_at_k(
@@ -177,7 +192,7 @@ def mean_average_precision_at_k(
     n_relevant: np.ndarray,
 ) -> float:
     """Standard mAP@k: mean over queries of AP@k normalised by min(k, R_q), skipping R_q = 0."""
-    return _nanmean(
+    return nanmean(
         average_precision_at_k_per_query(
             retrieved_labels=retrieved_labels,
             query_labels=query_labels,
@@ -247,7 +262,7 @@ def r_precision(
     *, retrieved_labels: np.ndarray, query_labels: np.ndarray, n_relevant: np.ndarray
 ) -> float:
     """Mean R-precision over queries that have at least one relevant item in the index."""
-    return _nanmean(
+    return nanmean(
         r_precision_per_query(
             retrieved_labels=retrieved_labels, query_labels=query_labels, n_relevant=n_relevant
         )
@@ -286,12 +301,12 @@ def per_class_mean(*, per_query: np.ndarray, query_labels: np.ndarray) -> dict:
             f"per_query {values.shape} and query_labels {labels.shape} must be 1-D and aligned."
         )
     # tolist() turns numpy scalars into Python ones so the dict serialises to JSON as it is.
-    return {label: _nanmean(values[labels == label]) for label in np.unique(labels).tolist()}
+    return {label: nanmean(values[labels == label]) for label in np.unique(labels).tolist()}
 
 
 def macro_mean(*, per_query: np.ndarray, query_labels: np.ndarray) -> float:
     """Mean over classes of the per-class means (Denner et al.'s (2024) class-wise "macro"
     average)."""
-    return _nanmean(
+    return nanmean(
         np.array(list(per_class_mean(per_query=per_query, query_labels=query_labels).values()))
     )

@@ -60,6 +60,44 @@ def pareto_front(*, latency: np.ndarray, score: np.ndarray) -> np.ndarray:
     return np.array(front, dtype=np.int64)
 
 
+# Metric keys in words, for axis titles and legends.
+METRIC_WORDS = {
+    "hit_rate": "hit rate",
+    "precision": "precision",
+    "map": "mAP",
+    "mmv": "majority-vote accuracy",
+    "mrr": "mean reciprocal rank",
+}
+PUBLISHED = "published, other data and hardware"
+LATENCY_TITLES = {
+    "total_s_per_image": "ms per image (embed + search)",
+    "embed_s_per_image": "ms per image (embed)",
+    "search_s_per_query": "ms per query (search)",
+}
+
+
+def metric_title(metric: str, k: int | None) -> str:
+    """ "Top-1 hit rate", "mAP at 5": a metric key and its k in words."""
+    words = METRIC_WORDS.get(metric, metric.replace("_", " "))
+    if k is None:
+        return words[0].upper() + words[1:]
+    return f"Top-{k} {words}" if metric == "hit_rate" else f"{words} at {k}"
+
+
+def _error_bars(group: pd.DataFrame) -> dict | None:
+    """Plotly error bars from the records' 95 % interval, where they carry one."""
+    if not {"ci_low", "ci_high"} <= set(group.columns) or group["ci_low"].isna().all():
+        return None
+    return {
+        "type": "data",
+        "symmetric": False,
+        "array": (group["ci_high"] - group["value"]).clip(lower=0).tolist(),
+        "arrayminus": (group["value"] - group["ci_low"]).clip(lower=0).tolist(),
+        "thickness": 1.2,
+        "width": 4,
+    }
+
+
 def accuracy_vs_latency(
     records: RecordsLike,
     *,
@@ -67,39 +105,71 @@ def accuracy_vs_latency(
     k: int | None = 1,
     protocol: str | None = "leave-one-out",
     latency_key: str = "embed_median_per_item_s",
+    published: pd.DataFrame | None = None,
 ) -> go.Figure:
-    """Score against latency per backbone, log latency axis, colour = family, Pareto front line."""
+    """Score against latency (ms, log axis) per backbone, colour = family, 95 % error bars and
+    the Pareto front; ``published`` (columns backbone, value, latency in seconds under
+    ``latency_key``) is drawn apart as hollow points, never mixed with ours."""
     frame = as_frame(records, required=("backbone", "family", "metric", "value", latency_key))
     chosen = _select(frame, metric=metric, k=k, protocol=protocol)
-    chosen = chosen.groupby(["backbone", "family"], as_index=False)[["value", latency_key]].mean()
+    columns = ["value", latency_key] + [c for c in ("ci_low", "ci_high") if c in chosen.columns]
+    chosen = chosen.groupby(["backbone", "family"], as_index=False)[columns].mean()
+    chosen["ms"] = chosen[latency_key] * 1000
     fig = go.Figure()
     for family, group in chosen.groupby("family", sort=True):
         fig.add_trace(
             go.Scatter(
-                x=group[latency_key],
+                x=group["ms"],
                 y=group["value"],
+                error_y=_error_bars(group),
                 mode="markers+text",
+                marker={"size": 11},
                 text=group["backbone"],
-                textposition="top center",
+                textposition="middle right",
+                cliponaxis=False,
                 name=str(family),
             )
         )
-    front = chosen.iloc[pareto_front(latency=chosen[latency_key], score=chosen["value"])]
+    front = chosen.iloc[pareto_front(latency=chosen["ms"], score=chosen["value"])]
     fig.add_trace(
         go.Scatter(
-            x=front[latency_key],
+            x=front["ms"],
             y=front["value"],
-            mode="lines",
+            mode="lines+markers",
+            marker={"size": 5, "color": "grey"},
             line={"dash": "dash", "color": "grey"},
-            name="Pareto front",
+            name="Pareto front (ours)",
         )
     )
-    label = f"{metric}@{k}" if k is not None else metric
+    shown = [chosen["ms"]]
+    if published is not None and not published.empty:
+        ms = published[latency_key] * 1000
+        shown.append(ms)
+        fig.add_trace(
+            go.Scatter(
+                x=ms,
+                y=published["value"],
+                mode="markers",
+                marker={"symbol": "circle-open", "size": 10, "color": "black"},
+                text=published["backbone"],
+                hovertemplate="%{text}: %{y:.3f} at %{x:.1f} ms<extra>" + PUBLISHED + "</extra>",
+                name=PUBLISHED,
+            )
+        )
+    everything = pd.concat(shown)
+    low, high = np.log10(everything.min()), np.log10(everything.max())
+    label = metric_title(metric, k)
     fig.update_layout(
-        title=f"{label} against latency ({protocol or 'all protocols'})",
-        xaxis={"type": "log", "title": f"{latency_key} (s, log scale)"},
-        yaxis={"title": label},
+        title=f"{label} against time per image",
+        # room on the right for the point labels, which are never clipped
+        xaxis={
+            "type": "log",
+            "title": LATENCY_TITLES.get(latency_key, f"{latency_key} (ms)"),
+            "range": [low - 0.3, high + 0.6],
+        },
+        yaxis={"title": label, "range": [0, 1.05]},
         legend={"title": "family"},
+        margin={"l": 70, "r": 40, "t": 60, "b": 60},
     )
     return fig
 
@@ -111,19 +181,28 @@ def hit_rate_curves(
     protocol: str | None = "leave-one-out",
     series_key: str = "backbone",
 ) -> go.Figure:
-    """Metric against k, one line per backbone (or other `series_key`)."""
+    """Metric against k, one line per backbone (or other `series_key`), 95 % error bars."""
     frame = as_frame(records, required=(series_key, "metric", "k", "value"))
     chosen = _select(frame, metric=metric, protocol=protocol).dropna(subset=["k"])
+    columns = ["value"] + [c for c in ("ci_low", "ci_high") if c in chosen.columns]
     fig = go.Figure()
     for name, group in chosen.groupby(series_key, sort=True):
-        curve = group.groupby("k", as_index=False)["value"].mean().sort_values("k")
+        curve = group.groupby("k", as_index=False)[columns].mean().sort_values("k")
         fig.add_trace(
-            go.Scatter(x=curve["k"], y=curve["value"], mode="lines+markers", name=str(name))
+            go.Scatter(
+                x=curve["k"],
+                y=curve["value"],
+                error_y=_error_bars(curve),
+                mode="lines+markers",
+                name=str(name),
+            )
         )
+    words = METRIC_WORDS.get(metric, metric)
     fig.update_layout(
-        title=f"{metric} at k ({protocol or 'all protocols'})",
-        xaxis={"title": "k", "type": "log"},
-        yaxis={"title": metric, "range": [0, 1.02]},
+        title=f"Top-k {words} against k",
+        xaxis={"title": "k (neighbours returned)", "type": "log"},
+        yaxis={"title": f"Top-k {words}", "range": [0, 1.05]},
+        margin={"l": 70, "r": 40, "t": 60, "b": 60},
     )
     return fig
 
@@ -146,11 +225,13 @@ def per_class_bars(
         fig.add_trace(
             go.Bar(x=[str(c) for c in classes], y=[values.get(c) for c in classes], name=str(name))
         )
+    label = metric_title(metric, k)
     fig.update_layout(
         barmode="group",
-        title=f"{metric}@{k} per class ({protocol or 'all protocols'})",
-        yaxis={"title": metric, "range": [0, 1.02]},
-        xaxis={"title": "class"},
+        title=f"{label} per class",
+        yaxis={"title": label, "range": [0, 1.05]},
+        xaxis={"title": "class", "automargin": True, "tickangle": -30},
+        margin={"l": 70, "r": 40, "t": 60, "b": 60},
     )
     return fig
 

@@ -46,6 +46,7 @@ class ClassificationResult:
     per_class_f1: dict
     test_rows: np.ndarray
     predicted: np.ndarray
+    true: np.ndarray
     params: dict = field(default_factory=dict)  # best C, loss, k, cv score, split sizes
 
 
@@ -71,11 +72,23 @@ def macro_ovr_auc(
     return mean, per_class
 
 
-def _auc_scorer(estimator, x, y) -> float:
-    mean, _ = macro_ovr_auc(
-        true_labels=y, scores=estimator.decision_function(x), classes=estimator.classes_
-    )
-    return mean
+AucScores = Literal["decision_function", "predict_proba"]
+
+
+def _scores(estimator, x, auc_from: AucScores) -> np.ndarray:
+    """The per-class scores AUC reads: predict_proba where asked and the model has it."""
+    if auc_from == "predict_proba" and hasattr(estimator, "predict_proba"):
+        return estimator.predict_proba(x)
+    return estimator.decision_function(x)
+
+
+def _auc_scorer(auc_from: AucScores):
+    def score(estimator, x, y) -> float:
+        scores = _scores(estimator, x, auc_from)
+        mean, _ = macro_ovr_auc(true_labels=y, scores=scores, classes=estimator.classes_)
+        return mean
+
+    return score
 
 
 def holdout_split(
@@ -140,6 +153,7 @@ def classification_result(
         per_class_f1=dict(zip(present.tolist(), map(float, f1s), strict=True)),
         test_rows=test_rows,
         predicted=predicted,
+        true=true,
         params={**params, "n_test": len(test_rows)},
     )
 
@@ -156,6 +170,7 @@ def linear_probe(
     groups: np.ndarray | None = None,
     train_rows: np.ndarray | None = None,
     test_rows: np.ndarray | None = None,
+    auc_from: AucScores = "decision_function",
 ) -> ClassificationResult:
     """Khoiwal & McMillan (2024)'s probe: grid over C by n-fold CV (macro OvR AUC) on train, scored
     on test.
@@ -163,7 +178,9 @@ def linear_probe(
     The linear SVM also tries hinge and squared-hinge loss, as Khoiwal & McMillan (2024) did. Raw
     embeddings,
     no scaling (Khoiwal & McMillan (2024) reports none). `groups` keeps a case's photos within one
-    fold.
+    fold. ``auc_from`` "predict_proba" is the usual one-vs-rest AUC (for the grid's choice and
+    the test score alike); the linear SVM has no probabilities, so it always uses its decision
+    values, and the record's ``auc_from`` says which was used.
     """
     if classifier not in CLASSIFIERS:
         raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {classifier!r}.")
@@ -175,14 +192,17 @@ def linear_probe(
         model = LogisticRegression(max_iter=5000)
         grid = {"C": list(cs)}
     else:
-        model = LinearSVC(dual=True, max_iter=20000, random_state=seed)
+        # sklearn's default 1,000 iterations: a probe that has not converged by then says so in
+        # convergence_warnings, and 20,000 took minutes per fold on this shared CPU
+        model = LinearSVC(dual=True, max_iter=1000, random_state=seed)
         grid = {"C": list(cs), "loss": ["hinge", "squared_hinge"]}
     if groups is None:
         folds, fit_groups = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed), None
     else:
         folds = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
         fit_groups = as_labels(groups, n=x.shape[0], name="groups")[train]
-    search = GridSearchCV(model, grid, scoring=_auc_scorer, cv=folds, refit=True)
+    scoring = _auc_scorer(auc_from)
+    search = GridSearchCV(model, grid, scoring=scoring, cv=folds, refit=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         search.fit(x[train], y[train], groups=fit_groups)
@@ -194,12 +214,15 @@ def linear_probe(
         "seed": seed,
         "n_train": len(train),
         "convergence_warnings": sum(issubclass(w.category, ConvergenceWarning) for w in caught),
+        "auc_from": "predict_proba"
+        if hasattr(best, "predict_proba") and (auc_from == "predict_proba")
+        else "decision_function",
     }
     return classification_result(
         classifier,
         y[test],
         best.predict(x[test]),
-        best.decision_function(x[test]),
+        _scores(best, x[test], auc_from),
         best.classes_,
         test,
         params,

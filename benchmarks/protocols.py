@@ -19,6 +19,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from benchmarks.ablations import index_size_ablation
+from benchmarks.classifier_protocols import (
+    KNN_PAPER,
+    PROBE_PAPER,
+    knn_records,
+    linear_probe_records,
+)
 from benchmarks.embedded import (
     REAL_WEIGHTS,
     TEXT_TOWER,
@@ -28,8 +34,11 @@ from benchmarks.embedded import (
     Requirement,
 )
 from benchmarks.image_sizes import image_size_runs
-from benchmarks.probes import knn_classification, linear_probe
-from benchmarks.records import classification_records, retrieval_records
+from benchmarks.records import (
+    PrecisionDenominator,
+    query_records,
+    retrieval_records,
+)
 from benchmarks.reference_classifier import (
     LABELS_THE_CLASSIFIER_KNOWS,
     OWN_CLASSIFIER,
@@ -49,13 +58,12 @@ from benchmarks.text_protocols import (
     text_to_image,
     zero_shot_classification,
 )
-from data_index.audit import case_or_copy_groups, queries_with_copy
+from data_index.audit import queries_with_copy
 
 # Pham et al. (2025) reports Top-1/2/5/10/20; Mahbod et al. (2024) and Denner et al. (2024) use 5
 # and 10; the app shows 3.
 KS: tuple[int, ...] = (1, 2, 3, 5, 10, 20)
 PER_CLASS_KS: tuple[int, ...] = (1, 5, 10)
-KNN_KS: tuple[int, ...] = (1, 5, 10)
 INDEX_SIZES: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500)
 DEFAULT_EXCLUSION = "case+duplicates"
 RunProtocol = Callable[[Embedded], list[dict]]
@@ -91,6 +99,8 @@ class Protocol:
     paper: str | None  # as cited, e.g. "Pham et al. (2025)"; None for this project's own
     requirements: tuple[Requirement, ...]  # besides REAL_WEIGHTS, which every protocol needs
     run: RunProtocol
+    # What `--conventions paper` changes, in a line; None: the protocol has only ours.
+    paper_conventions: str | None = None
 
     @property
     def label(self) -> str:
@@ -116,6 +126,7 @@ def register_protocol(
     paper: str | None,
     aliases: Sequence[str] = (),
     requires: Sequence[Requirement] = (),
+    paper_conventions: str | None = None,
 ) -> Callable[[RunProtocol], RunProtocol]:
     """Decorator: register the decorated run function as protocol ``name``."""
 
@@ -124,7 +135,9 @@ def register_protocol(
         clashes = sorted({name, *aliases} & taken)
         if clashes:
             raise ValueError(f"Protocol name(s) {clashes} are registered already.")
-        REGISTRY[name] = Protocol(name, tuple(aliases), description, paper, tuple(requires), run)
+        REGISTRY[name] = Protocol(
+            name, tuple(aliases), description, paper, tuple(requires), run, paper_conventions
+        )
         return run
 
     return register
@@ -170,15 +183,22 @@ def skip_record(protocol: str, reason: str) -> dict:
 
 def protocol_records(name: str, view: Embedded) -> list[dict]:
     """Records of one canonical protocol (see `parse_protocols`) on one embedded library, or
-    one skip record: the first requirement the view does not meet, or what the run found."""
+    one skip record: the first requirement the view does not meet, or what the run found.
+
+    Each record says the conventions it ran under; a protocol without paper conventions runs
+    with ours whatever the view asks. Per-query records (``kind`` "query") come with them."""
     protocol = REGISTRY[name]
+    if protocol.paper_conventions is None and view.conventions != "ours":
+        view = dataclasses.replace(view, conventions="ours")
     reason = protocol.unmet(view)
     if reason is None:
         try:
-            return protocol.run(view)
+            found = protocol.run(view)
         except ProtocolSkipped as skipped:
-            reason = str(skipped)
-    return [skip_record(name, reason)]
+            found = [skip_record(name, str(skipped))]
+    else:
+        found = [skip_record(name, reason)]
+    return [{**record, "conventions": view.conventions} for record in found]
 
 
 # --- the protocols ------------------------------------------------------------------------------
@@ -192,9 +212,29 @@ def _largest_k(view: Embedded, query_rows, index_rows, *, group_ids) -> int:
     return min(max(KS), fewest)
 
 
-def _scored(run: RetrievalRun, *, per_class: bool, **extra: object) -> list[dict]:
-    records = retrieval_records(run, ks=KS, per_class=per_class)
+def _scored(
+    run: RetrievalRun,
+    view: Embedded,
+    *,
+    per_class: bool,
+    per_query: bool = False,
+    precision_denominator: PrecisionDenominator = "k",
+    groups: np.ndarray | None = None,
+    **extra: object,
+) -> list[dict]:
+    """Summary records with intervals resampling the queries' cases (or ``groups``, one per
+    query), and the per-query records if asked."""
+    records = retrieval_records(
+        run,
+        ks=KS,
+        per_class=per_class,
+        case_ids=view.case_ids[run.query_rows] if groups is None else groups,
+        precision_denominator=precision_denominator,
+    )
     records = [r for r in records if r["class"] is None or r["k"] in PER_CLASS_KS]
+    if per_query:
+        queries = query_records(run, keys=view.query_keys, case_ids=view.case_ids)
+        records += [{**q, "kind": "query"} for q in queries]
     return [{**r, **extra} for r in records]
 
 
@@ -223,7 +263,10 @@ def run_leave_one_out(view: Embedded) -> list[dict]:
             case_ids=view.case_ids,
             group_ids=groups,
         )
-        out += _scored(run, per_class=exclusion == DEFAULT_EXCLUSION, exclusion=exclusion, **copies)
+        default = exclusion == DEFAULT_EXCLUSION
+        out += _scored(
+            run, view, per_class=default, per_query=default, exclusion=exclusion, **copies
+        )
     return out
 
 
@@ -232,10 +275,29 @@ def run_leave_one_out(view: Embedded) -> list[dict]:
     description="train indexed, test queries",
     paper="Mahbod et al. (2024), Denner et al. (2024)",
     requires=(TRAIN_TEST_SPLIT,),
+    paper_conventions="Euclidean distance on raw features and nothing left out (Mahbod et al.'s "
+    "code); P@k divided by min(k, index images of the query's class) (Denner et al.'s code)",
 )
 def run_train_test(view: Embedded) -> list[dict]:
     query_rows = np.flatnonzero(view.splits == "test")
     index_rows = np.flatnonzero(view.splits == "train")
+    if view.conventions == "paper":
+        run = train_test(
+            embeddings=view.raw,
+            labels=view.labels,
+            splits=view.splits,
+            k=min(max(KS), len(index_rows)),
+            metric="euclidean",
+        )
+        return _scored(
+            run,
+            view,
+            per_class=True,
+            per_query=True,
+            precision_denominator="min(k, class count in index)",
+            exclusion="none",
+            features="raw",
+        )
     k = _largest_k(view, query_rows, index_rows, group_ids=view.group_ids)
     run = train_test(
         embeddings=view.unit,
@@ -245,7 +307,7 @@ def run_train_test(view: Embedded) -> list[dict]:
         case_ids=view.case_ids,
         group_ids=view.group_ids,
     )
-    return _scored(run, per_class=True, exclusion=DEFAULT_EXCLUSION)
+    return _scored(run, view, per_class=True, per_query=True, exclusion=DEFAULT_EXCLUSION)
 
 
 @register_protocol(
@@ -267,7 +329,7 @@ def run_cosine_vs_euclidean(view: Embedded) -> list[dict]:
     out = []
     for run in runs.values():
         run = dataclasses.replace(run, protocol="cosine-vs-euclidean")
-        out += _scored(run, per_class=False, exclusion=DEFAULT_EXCLUSION)
+        out += _scored(run, view, per_class=False, exclusion=DEFAULT_EXCLUSION)
     return out
 
 
@@ -292,37 +354,21 @@ def run_text(view: Embedded) -> list[dict]:
     to_images = text_to_image(**common, image_labels=view.labels, k=min(max(KS), len(view.unit)))
     zero_shot = zero_shot_classification(**common, image_labels=view.labels)
     extra = {"prompts": " | ".join(PROMPT_TEMPLATES)}
-    return _scored(to_images, per_class=False, **extra) + _scored(
-        zero_shot, per_class=True, **extra
+    prompts = np.arange(len(to_images.query_rows))  # each prompt is its own case
+    return _scored(to_images, view, per_class=False, groups=prompts, **extra) + _scored(
+        zero_shot, view, per_class=True, **extra
     )
-
-
-def _split_groups(view: Embedded) -> np.ndarray:
-    return case_or_copy_groups(group_ids=view.group_ids, case_ids=view.case_ids)
 
 
 @register_protocol(
     "linear-probe",
     aliases=("probe", "linear"),
-    description="logistic regression, 80/20, 5-fold grid over C",
+    description="logistic regression and linear SVM, 80/20, 5-fold grid over C",
     paper="Khoiwal & McMillan (2024)",
+    paper_conventions=PROBE_PAPER,
 )
 def run_linear_probe(view: Embedded) -> list[dict]:
-    """Khoiwal & McMillan (2024)'s 5-fold grid; fewer folds (down to 2, recorded as n_folds) for
-    small classes."""
-    groups = _split_groups(view)
-    for n_folds in (5, 4, 3, 2):
-        try:
-            result = linear_probe(
-                embeddings=view.unit, labels=view.labels, groups=groups, n_folds=n_folds
-            )
-            break
-        except ValueError as err:
-            if n_folds == 2 or "cross-validation" not in str(err):
-                raise ProtocolSkipped(str(err)) from err
-    records = classification_records(result, protocol="linear-probe")
-    extra = {"features": "l2-normalised", "split_groups": DEFAULT_EXCLUSION}
-    return [{**r, **extra, "n_queries": result.params["n_test"]} for r in records]
+    return linear_probe_records(view)
 
 
 @register_protocol(
@@ -330,19 +376,10 @@ def run_linear_probe(view: Embedded) -> list[dict]:
     aliases=("knn-vote",),
     description="majority vote of the k nearest training images, 80/20",
     paper="Denner et al. (2024)",
+    paper_conventions=KNN_PAPER,
 )
 def run_knn(view: Embedded) -> list[dict]:
-    out = []
-    for k in KNN_KS:
-        try:
-            result = knn_classification(
-                embeddings=view.unit, labels=view.labels, k=k, groups=_split_groups(view)
-            )
-        except ValueError as err:
-            raise ProtocolSkipped(str(err)) from err
-        records = classification_records(result, protocol="knn")
-        out += [{**r, "n_queries": result.params["n_test"]} for r in records]
-    return out
+    return knn_records(view)
 
 
 @register_protocol(
@@ -364,7 +401,7 @@ def run_index_size(view: Embedded) -> list[dict]:
     )
     out = []
     for run in runs:
-        out += _scored(run, per_class=False, exclusion=DEFAULT_EXCLUSION)
+        out += _scored(run, view, per_class=False, exclusion=DEFAULT_EXCLUSION)
     return out
 
 
@@ -392,7 +429,7 @@ def run_image_size(view: Embedded) -> list[dict]:
     out = []
     for run in runs:
         run = dataclasses.replace(run, protocol="image-size")
-        out += _scored(run, per_class=False, exclusion=DEFAULT_EXCLUSION)
+        out += _scored(run, view, per_class=False, exclusion=DEFAULT_EXCLUSION)
     return out
 
 

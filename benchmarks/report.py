@@ -15,7 +15,9 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks import plots
+from benchmarks.figure_files import write_html, write_static
 from benchmarks.records import read_records
+from benchmarks.report_evidence import conventions_table, paired_table, strata_table
 from benchmarks.report_tables import (
     fmt,
     fmt_seconds,
@@ -76,7 +78,12 @@ OPTIONAL_COLUMNS = (
     "git_commit",
     "versions",
     "date",
+    "conventions",
+    "ci_low",
+    "ci_high",
+    "method",
 )
+SUMMARY_SECTIONS = ("paired-comparison", "stratified")  # records built from per-query records
 
 
 def with_optional_columns(frame: pd.DataFrame) -> pd.DataFrame:
@@ -211,7 +218,63 @@ def _exclusion_table(lib: pd.DataFrame) -> str:
     return markdown_table(head, rows)
 
 
+def ours_only(frame: pd.DataFrame) -> pd.DataFrame:
+    """Records under this project's conventions (older records, without the field, are), not
+    the paired or stratified summaries: what every table but the evidence tables reads."""
+    keep = frame["conventions"].isna() | (frame["conventions"] == "ours")
+    return frame[keep & ~frame["protocol"].isin(SUMMARY_SECTIONS)]
+
+
+def evidence_section(lib: pd.DataFrame) -> list[str]:
+    """Conventions side by side, paired comparisons and strata of one library."""
+    out = []
+    table = conventions_table(lib)
+    if table:
+        out += [
+            "### Our conventions and the papers' code",
+            "",
+            "The same embeddings scored both ways; `python -m benchmarks run --conventions both`. "
+            "Ours: cosine on L2-normalised vectors, the query's case and copies left out, a vote "
+            "tie is a miss, P@k divided by k, AUC from decision values. The papers' code: "
+            "Mahbod et al. (2024) rank by Euclidean distance on raw features and leave nothing "
+            "out, normalise AP by the hits in the top k and count a tied vote as a hit; Denner "
+            "et al. (2024) divide P@k by min(k, index images of the query's class), give k-NN "
+            "ties to the first class column, let each query vote over at most its own class "
+            "count (a label leak) and choose k on a validation split; Khoiwal & McMillan (2024) "
+            "(no public code) presumably use sklearn's one-vs-rest AUC on predict_proba. "
+            "Brackets: 95 % intervals from 1,000 case resamples.",
+            "",
+            table,
+            "",
+        ]
+    table = paired_table(lib)
+    if table:
+        out += [
+            "### Paired comparisons of backbones (same queries)",
+            "",
+            "Difference a - b on the queries both answered, with a 95 % interval from 1,000 "
+            "paired case resamples; p from McNemar's exact test for hit / miss outcomes, else "
+            "from the bootstrap. **yes**: the interval excludes 0.",
+            "",
+            table,
+            "",
+        ]
+    table = strata_table(lib)
+    if table:
+        out += [
+            "### Stratified results",
+            "",
+            "Each group's queries scored apart (same neighbours as the whole library), with "
+            "95 % case-resampled intervals and group sizes; the largest Top-1 gap is marked.",
+            "",
+            table,
+            "",
+        ]
+    return out
+
+
 def library_section(lib: pd.DataFrame, name: str) -> list[str]:
+    everything, lib = lib, ours_only(lib)
     first = lib.iloc[0]
     out = [
         f"## {name}",
@@ -230,7 +293,7 @@ def library_section(lib: pd.DataFrame, name: str) -> list[str]:
         out += ["Top-1 per class (leave-one-out, default exclusion):", "", classes, ""]
     for title, table in other_protocol_tables(lib):
         out += [f"### {title}", "", table, ""]
-    return out
+    return out + evidence_section(everything)
 
 
 def skipped_table(frame: pd.DataFrame) -> str:
@@ -278,11 +341,11 @@ def markdown_report(frame: pd.DataFrame, *, source: str = "", notes: Sequence[st
         "Each query excludes its own case and its duplicate group; each library's section says "
         "how many queries had a copy and, where it matters, gives the case-only figures.",
         "",
-        headline_table(frame, exclusion=DEFAULT_EXCLUSION),
+        headline_table(ours_only(frame), exclusion=DEFAULT_EXCLUSION),
         "",
         "## Latency",
         "",
-        latency_table(frame),
+        latency_table(ours_only(frame)),
         "",
     ]
     for name in sorted(frame["library"].dropna().unique()):
@@ -306,12 +369,27 @@ def markdown_report(frame: pd.DataFrame, *, source: str = "", notes: Sequence[st
     return "\n".join(lines).rstrip() + "\n"
 
 
-def save_plots(frame: pd.DataFrame, folder: str | Path) -> list[Path]:
-    """Per library: Top-1 against total latency, hit rate at k, Top-1 per class (HTML files
-    that load plotly.js from its CDN, which keeps each file small)."""
+def published_points(path: Path = REFERENCE_CSV) -> pd.DataFrame:
+    """Pham et al.'s (2025) Top-1 and time per image (embed + search), for the hollow series."""
+    if not path.is_file():
+        return pd.DataFrame(columns=["backbone", "value", "total_s_per_image"])
+    ref = pd.read_csv(path)
+    return pd.DataFrame(
+        {
+            "backbone": ref["model"],
+            "value": ref["top1"],
+            "total_s_per_image": ref["total_s_per_image"],
+        }
+    )
+
+
+def save_plots(frame: pd.DataFrame, folder: str | Path, *, static: bool = True) -> list[Path]:
+    """Per library: Top-1 against time per image (also PNG and SVG), hit rate at k, and Top-1
+    per class, as HTML that reads offline (one plotly.js per folder). Static images are
+    skipped with a printed reason when kaleido cannot draw them."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    frame = with_optional_columns(frame)
+    frame = ours_only(with_optional_columns(frame))
     chosen = frame[
         (frame["weights_origin"] == "pretrained") & (frame["protocol"] == "leave-one-out")
     ]
@@ -320,14 +398,23 @@ def save_plots(frame: pd.DataFrame, folder: str | Path) -> list[Path]:
     for name, lib in chosen.groupby("library", sort=True):
         figures = {
             "top1-vs-latency": plots.accuracy_vs_latency(
-                lib, metric="hit_rate", k=1, latency_key="total_s_per_image"
+                lib,
+                metric="hit_rate",
+                k=1,
+                latency_key="total_s_per_image",
+                published=published_points(),
             ),
             "hit-rate-at-k": plots.hit_rate_curves(lib),
             "top1-per-class": plots.per_class_bars(lib, metric="hit_rate", k=1),
         }
         for kind, figure in figures.items():
             figure.update_layout(title=f"{name}: {figure.layout.title.text}")
-            path = folder / f"{slug(str(name))}-{kind}.html"
-            figure.write_html(path, include_plotlyjs="cdn", full_html=True)
-            written.append(path)
+            path = folder / f"{slug(str(name))}-{kind}"
+            written.append(write_html(figure, path.with_suffix(".html")))
+            if static and kind == "top1-vs-latency":
+                try:
+                    written += write_static(figure, path)
+                except RuntimeError as err:
+                    print(f"No PNG/SVG of {path.name}: {err}")
+                    static = False
     return written

@@ -45,6 +45,13 @@ def fmt_seconds(value: object) -> str:
     return f"{value:.4f}" if value >= 1e-3 else f"{value:.6f}"
 
 
+def with_interval(value: object, low: object, high: object) -> str:
+    """ "0.725 [0.68, 0.77]", or the value alone where there is no interval."""
+    if low is None or high is None or pd.isna(low) or pd.isna(high):
+        return fmt(value)
+    return f"{fmt(value)} [{fmt(low, 2)}, {fmt(high, 2)}]"
+
+
 def cell(value: object) -> str:
     """A table cell: whole floats as ints (k, sizes), missing values empty."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -110,6 +117,8 @@ def headline_table(frame: pd.DataFrame, *, exclusion: str) -> str:
             & (probe["weights_origin"] == "pretrained")
         ]
         values = [_value(chunk, metric, k) for metric, k, _ in HEADLINE]
+        top1 = chunk[(chunk["metric"] == "hit_rate") & (chunk["k"] == 1)]
+        low, high = (top1.iloc[0].get(c) if len(top1) else None for c in ("ci_low", "ci_high"))
         rows.append(
             (
                 library,
@@ -119,8 +128,9 @@ def headline_table(frame: pd.DataFrame, *, exclusion: str) -> str:
                     backbone,
                     first["family"],
                     int(first["dim"]),
-                    *(fmt(v) for v in values),
-                    fmt(_value(probe, "macro_auc", None)),
+                    with_interval(values[0], low, high),
+                    *(fmt(v) for v in values[1:]),
+                    fmt(_value(probe[probe["method"] != "linear-svm"], "macro_auc", None)),
                     fmt_seconds(first["embed_s_per_image"]),
                     fmt_seconds(first["search_s_per_query"]),
                     fmt_seconds(first["total_s_per_image"]),
@@ -129,6 +139,7 @@ def headline_table(frame: pd.DataFrame, *, exclusion: str) -> str:
         )
     rows.sort(key=lambda r: (r[0], r[1]))
     head = ["library", "backbone", "family", "dim", *(title for _, _, title in HEADLINE)]
+    head[4] = "Top-1 [95 %]"
     return markdown_table([*head, "LP AUC", "s/image", "s/query", "total"], [r[2] for r in rows])
 
 

@@ -9,6 +9,7 @@ accuracy is ever recorded for them.
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import subprocess
 import uuid
@@ -19,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.embedded import Embedded
+from benchmarks.comparisons import paired_records, stratified_records
+from benchmarks.embedded import Embedded, parse_conventions
 from benchmarks.latency import (
     SUMMARY_KEYS,
     LatencySettings,
@@ -28,8 +30,8 @@ from benchmarks.latency import (
     time_search,
     time_usearch,
 )
-from benchmarks.protocols import parse_protocols, protocol_records
-from benchmarks.records import append_records
+from benchmarks.protocols import REGISTRY, parse_protocols, protocol_records
+from benchmarks.records import append_queries, append_records, queries_path
 from benchmarks.timing import machine_description
 from benchmarks.variants import variant_records
 from data_index.audit import DuplicateReport, audit_library
@@ -130,18 +132,30 @@ def run_benchmark(
     embeddings_cache: Path | None = None,
     num_workers: int | None = None,
     variants: Sequence[str] = (),
+    conventions: Sequence[str] | str = ("ours",),
+    stratify: str | None = None,
 ) -> list[dict]:
     """Run every protocol for every backbone on one library; return (and append to ``out``)
     the records. ``variants`` (names of `data_index.variants`) are then measured against
     their plain backbones on the same embeddings (`benchmarks.variants`). ``load`` may hand
     over already loaded backbones (the app's cache); ``progress(fraction, message)`` reports,
-    ``should_stop()`` cancels between steps."""
+    ``should_stop()`` cancels between steps.
+
+    Per-query records go to the sidecar file beside ``out`` (`queries_path`); once every
+    backbone is done, a paired comparison of each pair of backbones and, with ``stratify``
+    (a manifest column), per-group results are added to the records."""
     names = parse_protocols(protocols)
+    wanted = parse_conventions(conventions)
     keys = check_backbones(backbones, random_weights=random_weights)
     lib = open_library(library)
+    if stratify is not None and stratify not in lib.cases.columns:
+        shown = ", ".join(c for c in lib.cases.columns if c not in ("key", "path", "sha1"))
+        raise ValueError(f"{lib.name} has no column '{stratify}' to stratify by; it has {shown}.")
     latency = latency or LatencySettings()
     stopping = should_stop or (lambda: False)
     records: list[dict] = []
+    queries: list[dict] = []
+    run_ids: dict[str, str] = {}
 
     def say(fraction: float, message: str) -> None:
         if stopping():
@@ -183,7 +197,16 @@ def run_benchmark(
         if random_weights and backbone.weights_origin != "architecture-only":
             raise ValueError(f"{key} was loaded with pretrained weights; random weights asked.")
         found, views[key] = _backbone_records(
-            lib, backbone, names, latency, step, embeddings_cache, num_workers, dups, relpaths_all
+            lib,
+            backbone,
+            names,
+            latency,
+            step,
+            embeddings_cache,
+            num_workers,
+            dups,
+            relpaths_all,
+            wanted,
         )
         run = {
             "run_id": f"{stamp.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:6]}",
@@ -201,11 +224,25 @@ def run_benchmark(
         batch = [
             {**run, **record, **(described if record["protocol"] == "latency" else {})}
             for record in found
+            if record.get("kind") != "query"
+        ]
+        asked = [
+            {"run_id": run["run_id"], "library": lib.name, "backbone": backbone.key, **record}
+            for record in found
+            if record.get("kind") == "query"
         ]
         if out is not None:
             append_records(batch, Path(out))
+            if asked:
+                append_queries(asked, queries_path(Path(out)))
         records += batch
+        queries += asked
+        run_ids[backbone.key] = run["run_id"]
         step(1.0, "done")
+    extra = _comparison_records(lib, queries, run_ids, common, stamp, stratify)
+    if out is not None and extra:
+        append_records(extra, Path(out))
+    records += extra
     if variants and not random_weights:
         say(1.0, f"{lib.name}: retrieval variants {', '.join(variants)}")
         found = [{**common, **r} for r in variant_records(views, variants)]
@@ -213,6 +250,27 @@ def run_benchmark(
             append_records(found, Path(out))
         records += found
     return records
+
+
+def _comparison_records(
+    lib: CaseLibrary,
+    queries: list[dict],
+    run_ids: dict[str, str],
+    common: dict,
+    stamp: datetime,
+    stratify: str | None,
+) -> list[dict]:
+    """Paired comparisons of every pair of backbones, and the strata if asked, as records."""
+    pair_id = f"{stamp.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:6]}"
+    out = [{"run_id": pair_id, **common, **r} for r in paired_records(queries)]
+    if stratify is not None:
+        values = lib.cases[stratify].astype(object)
+        strata = dict(
+            zip(lib.cases["relpath"].astype(str), values.where(values.notna()), strict=True)
+        )
+        for record in stratified_records(queries, column=stratify, strata=strata):
+            out.append({"run_id": run_ids[record["backbone"]], **common, **record})
+    return out
 
 
 def _backbone_records(
@@ -225,6 +283,7 @@ def _backbone_records(
     num_workers: int | None,
     dups: DuplicateReport | None,
     relpaths_all: list[str],
+    conventions: Sequence[str] = ("ours",),
 ) -> tuple[list[dict], Embedded]:
     """Latency, then each protocol (each skipped, with its reason, where it cannot run), for
     one backbone on one library."""
@@ -270,11 +329,20 @@ def _backbone_records(
         group_ids=_aligned(dups, relpaths_all, cases["relpath"].astype(str).tolist()),
         embeddings_cache=embeddings_cache,
     )
-    for j, name in enumerate(names):
-        step(0.7 + 0.3 * j / len(names), f"protocol {name}")
-        found = protocol_records(name, view)
+    plan = [
+        (name, convention)
+        for convention in conventions
+        for name in names
+        # a protocol with only our conventions runs once, unless only paper ones were asked
+        if convention == "ours" or REGISTRY[name].paper_conventions or "ours" not in conventions
+    ]
+    for j, (name, convention) in enumerate(plan):
+        step(0.7 + 0.3 * j / len(plan), f"protocol {name} ({convention} conventions)")
+        found = protocol_records(name, dataclasses.replace(view, conventions=convention))
         for record in found:
-            if record["metric"] == "skipped":
-                step(0.7 + 0.3 * (j + 1) / len(names), f"{name} skipped: {record['reason']}")
-        out += [{**sizes, **record} for record in found]
+            if record.get("metric") == "skipped":
+                step(0.7 + 0.3 * (j + 1) / len(plan), f"{name} skipped: {record['reason']}")
+        out += [
+            record if record.get("kind") == "query" else {**sizes, **record} for record in found
+        ]
     return out, view

@@ -19,20 +19,13 @@ import plotly.graph_objects as go
 from benchmarks import plots, runner
 from benchmarks.protocols import REGISTRY
 from benchmarks.records import read_records
+from benchmarks.report_tables import latest_runs
 from data_index import cache_root
 from data_index.locations import REPO_ROOT, slug
 from demo.state import AppState, Cancelled, Progress
 from models import get_spec
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
-TABLE_METRICS = (
-    ("hit_rate", 1),
-    ("hit_rate", 5),
-    ("hit_rate", 10),
-    ("precision", 10),
-    ("map", 10),
-    ("mmv", 5),
-)
 
 
 def app_results_dir() -> Path:
@@ -40,7 +33,8 @@ def app_results_dir() -> Path:
 
 
 def load_saved_records(*, folders: Sequence[Path] | None = None) -> pd.DataFrame:
-    """Every record in ``*.jsonl`` under the committed results and the app's own runs."""
+    """The newest run's records of each configuration in ``*.jsonl`` under the committed
+    results and the app's own runs."""
     frames = []
     for folder in folders if folders is not None else (RESULTS_DIR, app_results_dir()):
         for path in sorted(Path(folder).glob("*.jsonl")):
@@ -48,7 +42,10 @@ def load_saved_records(*, folders: Sequence[Path] | None = None) -> pd.DataFrame
             if len(frame):
                 frame["source_file"] = path.name
                 frames.append(frame)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if not frames:
+        return pd.DataFrame()
+    # a rerun supersedes the earlier run of the same library, backbone and protocol
+    return latest_runs(pd.concat(frames, ignore_index=True))
 
 
 def protocol_choices() -> list[tuple[str, str]]:
@@ -114,39 +111,114 @@ def skipped_reasons(records: pd.DataFrame) -> list[str]:
 
 
 # --- views -------------------------------------------------------------------------------------
+# (metric, k, column) of the summary table; Top-1 also gets its 95 % interval.
+TABLE_METRICS = (
+    ("hit_rate", 1, "Top-1"),
+    ("hit_rate", 5, "Top-5"),
+    ("map", 10, "mAP@10"),
+    ("mmv", 5, "mMV@5"),
+    ("accuracy", None, "accuracy"),  # any k: a k-NN's k is in its protocol column
+)
+TABLE_LEGEND = (
+    "**Top-k**: share of queries with an image of their own class among the k nearest (hit "
+    "rate). **Top-1 95 %**: interval from 1,000 resamples of cases. **mAP@10**: mean average "
+    "precision in the top 10. "
+    "**mMV@5**: share of queries whose class wins the vote of the 5 nearest. **accuracy**: "
+    "share of held-out images a classifier (linear probe, k-NN) names right. **ms / image**: "
+    "embedding time per image; **ms / query**: search time per query. **conventions**: ours, "
+    "or the paper's public code (`--conventions paper`)."
+)
+SUMMARY_PROTOCOLS = ("latency", "paired-comparison", "stratified")
+
+
+def library_names(records: pd.DataFrame) -> list[str]:
+    """The libraries the records cover, sorted: the Benchmark tab shows one at a time."""
+    if records.empty or "library" not in records.columns:
+        return []
+    return sorted(records["library"].dropna().astype(str).unique())
+
+
+def pick_library(records: pd.DataFrame, wanted: str | None) -> str | None:
+    """``wanted`` when the records have it, else the first library they cover."""
+    names = library_names(records)
+    return wanted if wanted in names else (names[0] if names else None)
+
+
+def library_records(records: pd.DataFrame, library: str | None) -> pd.DataFrame:
+    """Only one library's records (all of them when the records name no library)."""
+    if records.empty or library is None or "library" not in records.columns:
+        return records
+    return records[records["library"] == library].reset_index(drop=True)
+
+
+def _variant(chunk: pd.DataFrame) -> str:
+    first = chunk.iloc[0]
+    parts = [str(first["protocol"])]
+    for key, default in (("similarity", "cosine"), ("exclusion", "case+duplicates")):
+        value = first.get(key)
+        if isinstance(value, str) and value not in (default, "none"):
+            parts.append(value.replace("case-only", "case only"))
+    method = first.get("method")
+    if isinstance(method, str) and method == "knn-selected":
+        parts.append("k chosen on validation")
+    elif isinstance(method, str) and method.startswith("knn-"):
+        parts.append(f"k = {method.removeprefix('knn-')}")
+    elif isinstance(method, str):
+        parts.append(method)
+    return ", ".join(parts)
+
+
 def results_table(records: pd.DataFrame) -> pd.DataFrame:
-    """One row per (library, backbone, protocol, similarity, exclusion): headline metrics and
-    latency. Leave-one-out is recorded with and without the duplicate exclusion: never averaged."""
+    """One row per (backbone, protocol variant, conventions) of one library's records: the
+    headline metrics, Top-1's 95 % interval and latency. Variants are never averaged: the
+    leave-one-out with and without the duplicate rule are two rows, ours and the paper's two."""
     needed = {"backbone", "metric", "k", "value"}
     if records.empty or not needed <= set(records.columns):
-        return pd.DataFrame(columns=["backbone", "protocol", "metric", "value"])
+        return pd.DataFrame(columns=["backbone", "protocol", "conventions", "Top-1"])
     overall = records[records["class"].isna()] if "class" in records.columns else records
-    if "protocol" in overall.columns:  # timing-only and skipped rows have no score to tabulate
-        overall = overall[(overall["protocol"] != "latency") & (overall["metric"] != "skipped")]
+    if "protocol" in overall.columns:  # timing-only, skipped and summary rows are not scores
+        overall = overall[~overall["protocol"].isin(SUMMARY_PROTOCOLS)]
+        overall = overall[overall["metric"] != "skipped"]
     group = [
         c
-        for c in ("library", "backbone", "protocol", "similarity", "exclusion")
+        for c in ("backbone", "protocol", "conventions", "similarity", "exclusion", "method")
         if c in overall.columns
     ]
     rows = []
-    for keys, chunk in overall.groupby(group, dropna=False, sort=True):
-        row = dict(zip(group, keys if isinstance(keys, tuple) else (keys,), strict=True))
-        for metric, k in TABLE_METRICS:
-            at_k = chunk["k"].isna() if k is None else chunk["k"] == k
+    for _, chunk in overall.groupby(group, dropna=False, sort=True):
+        first = chunk.iloc[0]
+        conventions = first.get("conventions")
+        row = {
+            "backbone": first["backbone"],
+            "protocol": _variant(chunk),
+            "conventions": conventions if isinstance(conventions, str) else "ours",
+        }
+        for metric, k, column in TABLE_METRICS:
+            at_k = chunk["k"].notna() | chunk["k"].isna() if k is None else chunk["k"] == k
             hit = chunk[(chunk["metric"] == metric) & at_k]
-            if metric == "accuracy" and hit.empty:
-                continue  # only the classification protocols record accuracy
-            row[metric if k is None else f"{metric}@{k}"] = (
-                round(float(hit["value"].mean()), 3) if len(hit) else None
-            )
+            row[column] = round(float(hit["value"].iloc[0]), 3) if len(hit) else None
+            if column == "Top-1":
+                low = hit["ci_low"].iloc[0] if len(hit) and "ci_low" in hit else None
+                high = hit["ci_high"].iloc[0] if len(hit) and "ci_high" in hit else None
+                known = low is not None and high is not None and not pd.isna(low)
+                row["Top-1 95 %"] = f"{low:.2f}-{high:.2f}" if known else ""
         for key, name in (
-            ("embed_median_per_item_s", "embed ms / image"),
-            ("search_median_per_item_s", "search ms / query"),
+            ("embed_s_per_image", "ms / image"),
+            ("search_s_per_query", "ms / query"),
         ):
             if key in chunk.columns and chunk[key].notna().any():
-                row[name] = round(float(chunk[key].mean()) * 1000, 2)
+                row[name] = round(float(chunk[key].dropna().iloc[0]) * 1000, 2)
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    empty = [c for c in table.columns if table[c].isna().all()]
+    table = table.drop(columns=empty)
+    order = table["protocol"].str.replace(r"\d+", lambda m: m.group().zfill(4), regex=True)
+    return (
+        table.assign(_order=order)
+        .sort_values(["backbone", "_order", "conventions"])
+        .drop(columns="_order")
+        .reset_index(drop=True)
+    )
 
 
 def message_figure(text: str) -> go.Figure:
@@ -165,22 +237,42 @@ def _figure(build: Callable[[], go.Figure], fallback: str) -> go.Figure:
 
 
 def result_figures(
-    records: pd.DataFrame, *, protocol: str | None = None
+    records: pd.DataFrame, *, protocol: str | None = None, library: str | None = None
 ) -> tuple[go.Figure, go.Figure, go.Figure]:
-    """Accuracy against latency (with the Pareto front), hit rate at k, and per-class bars."""
+    """Accuracy against latency (Pareto front, 95 % error bars), hit rate at k, and per-class
+    bars, for one library under our conventions; its name heads every title."""
     if records.empty:
         empty = message_figure("No benchmark results yet: run one above.")
         return empty, empty, empty
-    if protocol is None and "protocol" in records.columns:
-        protocol = str(records["protocol"].mode().iat[0])
-    chosen = records
-    if "similarity" in records.columns and (records["similarity"] == "cosine").any():
-        chosen = records[records["similarity"].isin(["cosine"]) | records["similarity"].isna()]
+    chosen = library_records(
+        records, library if library is not None else pick_library(records, None)
+    )
+    name = library or (library_names(chosen) or [""])[0]
+    if "conventions" in chosen.columns:
+        chosen = chosen[chosen["conventions"].isna() | (chosen["conventions"] == "ours")]
+    if "protocol" in chosen.columns:
+        chosen = chosen[~chosen["protocol"].isin(("paired-comparison", "stratified"))]
+    if protocol is None and "protocol" in chosen.columns and len(chosen):
+        scored = chosen[chosen["protocol"] != "latency"]["protocol"]
+        protocol = (
+            "leave-one-out"
+            if (scored == "leave-one-out").any()
+            else (str(scored.mode().iat[0]) if len(scored) else None)
+        )
+    if "similarity" in chosen.columns and (chosen["similarity"] == "cosine").any():
+        chosen = chosen[chosen["similarity"].isin(["cosine"]) | chosen["similarity"].isna()]
     if "exclusion" in chosen.columns:  # plot the default rule only: copies excluded
         chosen = chosen[chosen["exclusion"].isna() | (chosen["exclusion"] == "case+duplicates")]
-    return (
+    latency = "total_s_per_image" if "total_s_per_image" in chosen.columns else None
+    figures = (
         _figure(
-            lambda: plots.accuracy_vs_latency(chosen, metric="hit_rate", k=1, protocol=protocol),
+            lambda: plots.accuracy_vs_latency(
+                chosen,
+                metric="hit_rate",
+                k=1,
+                protocol=protocol,
+                latency_key=latency or "embed_median_per_item_s",
+            ),
             "No accuracy/latency records",
         ),
         _figure(lambda: plots.hit_rate_curves(chosen, protocol=protocol), "No hit-rate records"),
@@ -189,6 +281,11 @@ def result_figures(
             "No per-class records",
         ),
     )
+    for figure in figures:
+        title = figure.layout.title.text
+        if title and name:
+            figure.update_layout(title=f"{name}, {protocol}: {title}")
+    return figures
 
 
 def embedding_map(state: AppState, *, library_path: str | None, backbone: str | None) -> go.Figure:
@@ -208,12 +305,15 @@ def embedding_map(state: AppState, *, library_path: str | None, backbone: str | 
 
 
 def export_records(records: pd.DataFrame) -> tuple[str, str]:
-    """Write the shown records as CSV and JSONL for download; returns both paths."""
+    """Write what is shown for download: the summary table (CSV) first, then every raw record
+    behind it (JSONL); returns both paths."""
     if records.empty:
         raise ValueError("There are no results to download yet: run a benchmark first.")
     folder = app_results_dir() / "exports"
     folder.mkdir(parents=True, exist_ok=True)
-    stem = folder / f"dermsearch-benchmark-{time.strftime('%Y%m%d-%H%M%S')}"
-    records.to_csv(f"{stem}.csv", index=False)
-    records.to_json(f"{stem}.jsonl", orient="records", lines=True, default_handler=str)
-    return f"{stem}.csv", f"{stem}.jsonl"
+    names = library_names(records)
+    label = slug(names[0]) if len(names) == 1 else "benchmark"
+    stem = folder / f"dermsearch-{label}-{time.strftime('%Y%m%d-%H%M%S')}"
+    results_table(records).to_csv(f"{stem}-summary.csv", index=False)
+    records.to_json(f"{stem}-records.jsonl", orient="records", lines=True, default_handler=str)
+    return f"{stem}-summary.csv", f"{stem}-records.jsonl"

@@ -140,7 +140,11 @@ def build_demo(config: AppConfig, *, state: AppState | None = None) -> gr.Blocks
         )
 
         def on_load(path):
-            saved = show_saved()
+            # the Benchmark tab opens on the selected library's saved results, if it has any
+            folder = Path(path) if path else None
+            if folder is not None and folder.suffix:
+                folder = folder.parent  # a manifest or zip: its folder names the library
+            saved = show_saved(folder.name if folder is not None else None)
             if not path:
                 return (*saved, *(gr.skip() for _ in search_outputs + library_outputs))
             return (*saved, *on_library(path))

@@ -38,12 +38,13 @@ def build_bench_tab(
     """Lay out the Benchmark tab; returns the page-load function showing saved results and
     the components it fills."""
     flags = StopFlags()
-    records = gr.State(pd.DataFrame())
+    records = gr.State(pd.DataFrame())  # what is shown: one library's records
+    every = gr.State(pd.DataFrame())  # every loaded record, all libraries
     gr.Markdown(
         "Score backbones on the selected library with the protocols of the papers it reproduces "
         "(`python -m benchmarks run` does the same from a shell). Queries never match their "
-        "own case or a copy of their photo (duplicate audit). Saved results from "
-        "`benchmarks/results/*.jsonl` and earlier runs here show below at once."
+        "own case or a copy of their photo (duplicate audit). Saved results and earlier runs "
+        "here show below, one library at a time."
     )
     with gr.Row():
         backbones = gr.CheckboxGroup(
@@ -65,12 +66,17 @@ def build_bench_tab(
         cancel_btn = gr.Button("Cancel", variant="stop", elem_id="bench-cancel")
         reload_btn = gr.Button("Show saved results", elem_id="bench-reload")
     status = gr.Markdown("", elem_id="bench-status")
+    shown = gr.Dropdown(
+        choices=[], value=None, label="Results of library", elem_id="bench-shown-library"
+    )
     table = gr.Dataframe(
         value=hb.results_table(pd.DataFrame()),
-        label="Results (overall)",
+        label="Results",
         interactive=False,
+        wrap=True,
         elem_id="bench-table",
     )
+    gr.Markdown(hb.TABLE_LEGEND, elem_id="bench-legend")
     with gr.Row():
         latency_plot = gr.Plot(label="Accuracy against latency", elem_id="bench-plot")
         curves_plot = gr.Plot(label="Hit rate at k", elem_id="bench-curves")
@@ -82,25 +88,38 @@ def build_bench_tab(
         map_btn = gr.Button("Draw embedding map (t-SNE)", elem_id="bench-map-btn")
     map_plot = gr.Plot(label="Embedding map", elem_id="bench-map")
     with gr.Row():
-        export_btn = gr.Button("Export shown results (CSV + JSONL)", elem_id="bench-export")
+        export_btn = gr.Button(
+            "Export shown results (summary CSV + raw records JSONL)", elem_id="bench-export"
+        )
         downloads = gr.File(label="Downloads", file_count="multiple", elem_id="bench-download")
 
-    def views(frame: pd.DataFrame):
-        figs = hb.result_figures(frame)
-        return (frame, hb.results_table(frame), *figs)
+    def views(frame: pd.DataFrame, wanted: str | None):
+        name = hb.pick_library(frame, wanted)
+        one = hb.library_records(frame, name)
+        figs = hb.result_figures(one, library=name)
+        picker = gr.update(choices=hb.library_names(frame), value=name)
+        label = f"Results on {name}" if name else "Results"
+        table_update = gr.update(value=hb.results_table(one), label=label)
+        return (frame, one, picker, table_update, *figs)
 
-    view_outputs = [records, table, latency_plot, curves_plot, per_class_plot]
+    view_outputs = [every, records, shown, table, latency_plot, curves_plot, per_class_plot]
 
-    def show_saved():
+    def show_saved(wanted: str | None = None):
         frame = hb.load_saved_records()
         note = (
-            f"{len(frame)} saved record(s) from {frame['source_file'].nunique()} file(s)."
+            f"Saved results of {len(hb.library_names(frame))} library(ies); pick one above."
             if len(frame)
             else "No saved results yet: run a benchmark."
         )
-        return (*views(frame), note)
+        return (*views(frame, wanted), note)
 
-    reload_btn.click(guarded(show_saved), None, [*view_outputs, status], api_name=False)
+    reload_btn.click(guarded(show_saved), [shown], [*view_outputs, status], api_name=False)
+    shown.input(
+        guarded(lambda frame, name: views(frame, name)),
+        [every, shown],
+        view_outputs,
+        api_name=False,
+    )
 
     def run(lib, keys, proto, request: gr.Request, progress=PROGRESS):
         flag = flags.get(_session(request))
@@ -113,11 +132,11 @@ def build_bench_tab(
             progress=lambda f, m: progress(f, desc=m),
             should_stop=flag.is_set,
         )
-        note = f"Done: {len(frame)} records saved to `{path}`."
+        note = f"Done: {len(frame)} records saved to `{path.name}`."
         for reason in hb.skipped_reasons(frame):
             gr.Warning(f"Skipped {reason}")
             note += f"\n\nSkipped {reason}"
-        return (*views(frame), note)
+        return (*views(frame, None), note)
 
     run_event = run_btn.click(
         guarded(run),

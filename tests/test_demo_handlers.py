@@ -550,15 +550,19 @@ def test_benchmark_run_records_table_figures_and_export(env):
     assert path.is_file() and len(path.read_text().splitlines()) == len(frame)
     assert seen[-1] == pytest.approx(1.0) and seen == sorted(seen)
     table = hb.results_table(frame)
-    assert table.loc[0, "backbone"] == BACKBONE and table.loc[0, "hit_rate@1"] == 1.0
+    assert table.loc[0, "backbone"] == BACKBONE and table.loc[0, "Top-1"] == 1.0
+    assert table.loc[0, "Top-1 95 %"] == "1.00-1.00"
     # leave-one-out is recorded with and without the duplicate rule: one row each, never averaged
-    assert sorted(table["exclusion"]) == ["case+duplicates", "case-only"]
+    assert sorted(table["protocol"]) == ["leave-one-out", "leave-one-out, case only"]
+    assert "library" not in table.columns  # one library at a time: its name is in the label
     figures = hb.result_figures(frame)
     assert all(isinstance(f, go.Figure) for f in figures)
-    assert "Pareto front" in {t.name for t in figures[0].data}
+    assert "Pareto front (ours)" in {t.name for t in figures[0].data}
+    name = hb.library_names(frame)[0]
+    assert all(f.layout.title.text.startswith(f"{name}, leave-one-out: ") for f in figures)
     csv, jsonl = hb.export_records(frame)
-    assert pd.read_csv(csv).shape[0] == len(frame)
-    assert len(Path(jsonl).read_text().splitlines()) == len(frame)
+    assert pd.read_csv(csv).shape == table.shape  # the summary table as shown
+    assert len(Path(jsonl).read_text().splitlines()) == len(frame)  # and every raw record
     saved = hb.load_saved_records(folders=[path.parent])
     assert len(saved) >= len(frame)
 
@@ -603,6 +607,37 @@ def test_benchmark_bad_requests_and_cancel(env):
     assert set(hb.app_results_dir().glob("*.jsonl")) == before
     with pytest.raises(ValueError, match="no results to download"):
         hb.export_records(pd.DataFrame())
+
+
+def test_benchmark_tab_shows_one_library_at_a_time():
+    rows = []
+    for library, value in (("alpha", 0.9), ("beta", 0.1)):
+        for cls in ("a", "b"):
+            rows.append(
+                {
+                    "library": library,
+                    "backbone": BACKBONE,
+                    "family": "classical",
+                    "protocol": "leave-one-out",
+                    "metric": "hit_rate",
+                    "k": 1,
+                    "value": value,
+                    "class": cls,
+                    "total_s_per_image": 0.01,
+                }
+            )
+        rows.append({**rows[-1], "class": None, "ci_low": value - 0.1, "ci_high": value})
+    frame = pd.DataFrame(rows)
+    assert hb.library_names(frame) == ["alpha", "beta"]
+    assert hb.pick_library(frame, "beta") == "beta" and hb.pick_library(frame, "x") == "alpha"
+    beta = hb.library_records(frame, "beta")
+    assert set(beta["library"]) == {"beta"}
+    assert hb.results_table(beta)["Top-1"].tolist() == [0.1]  # never averaged with alpha
+    latency, _, per_class = hb.result_figures(beta, library="beta")
+    assert latency.layout.title.text.startswith("beta, leave-one-out: ")
+    assert list(per_class.data[0].y) == [0.1, 0.1]  # beta's classes only
+    ours = next(t for t in latency.data if t.name == "classical")
+    assert list(ours.error_y.arrayminus) == pytest.approx([0.1])
 
 
 def test_saved_records_survive_half_written_lines_and_empty_files(tmp_path):

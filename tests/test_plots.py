@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from benchmarks.figure_files import write_html, write_static
 from benchmarks.plots import (
+    PUBLISHED,
     accuracy_vs_latency,
     embedding_map,
     hit_rate_curves,
@@ -55,7 +59,7 @@ def test_accuracy_vs_latency_has_one_trace_per_family_and_a_front():
     records = benchmark_records()
     fig = accuracy_vs_latency(records)
     names = [trace.name for trace in fig.data]
-    assert names == ["classical", "dermatology", "general", "medical", "Pareto front"]
+    assert names == ["classical", "dermatology", "general", "medical", "Pareto front (ours)"]
     assert fig.layout.xaxis.type == "log"
     frame = pd.DataFrame(records)
     chosen = frame[(frame.metric == "hit_rate") & (frame.k == 1) & frame["class"].isna()]
@@ -94,3 +98,42 @@ def test_tsne_map_colours_by_label():
     fig = embedding_map(points)
     assert [t.name for t in fig.data] == ["acne", "mpox"]
     assert sum(len(t.x) for t in fig.data) == 20
+
+
+def test_latency_figure_in_words_with_error_bars_and_published_points_apart():
+    records = [
+        {**r, "ci_low": r["value"] - 0.05, "ci_high": min(1.0, r["value"] + 0.05)}
+        for r in benchmark_records()
+    ]
+    published = pd.DataFrame(
+        {"backbone": ["paper-model"], "value": [0.4], "embed_median_per_item_s": [0.05]}
+    )
+    fig = accuracy_vs_latency(records, published=published)
+    assert fig.layout.yaxis.title.text == "Top-1 hit rate"
+    assert "ms" in fig.layout.xaxis.title.text
+    ours = [t for t in fig.data if t.name not in ("Pareto front (ours)", PUBLISHED)]
+    assert all(t.error_y.array is not None and t.cliponaxis is False for t in ours)
+    paper = next(t for t in fig.data if t.name == PUBLISHED)
+    assert paper.marker.symbol == "circle-open" and list(paper.y) == [0.4]
+    assert list(paper.x) == [50.0]  # seconds drawn as milliseconds
+    front = next(t for t in fig.data if t.name == "Pareto front (ours)")
+    assert 0.4 not in list(front.y)  # the published point never joins our front
+
+
+def test_pareto_front_of_two_undominated_backbones_draws_both():
+    records = [r for r in benchmark_records() if r["backbone"] in ("fastest", "slow-best")]
+    front = next(t for t in accuracy_vs_latency(records).data if t.name == "Pareto front (ours)")
+    assert len(front.x) == 2 and "lines" in front.mode
+
+
+def test_html_reads_offline_and_static_images_are_drawn(tmp_path):
+    fig = hit_rate_curves(benchmark_records())
+    html = write_html(fig, tmp_path / "curves.html")
+    text = html.read_text(encoding="utf-8")
+    assert "cdn.plot.ly" not in text and 'src="plotly.min.js"' in text
+    assert (tmp_path / "plotly.min.js").stat().st_size > 1_000_000
+    if not Path("/usr/bin/chromium").is_file():
+        pytest.skip("Debian's chromium is not installed: kaleido has no browser to draw with")
+    png, svg = write_static(fig, tmp_path / "curves")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<svg" in svg.read_text(encoding="utf-8")[:500]
