@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from data_index.case_index import EXACT_SEARCH_MAX_CASES, CaseIndex
+from data_index.compare_cli import CliTools, add_compare_parser
 from data_index.library import CaseLibrary
 from data_index.locations import default_index_dir
 from data_index.search import Hit
@@ -323,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", required=True)
     p.add_argument("--key", type=int, action="append", required=True)
     p.set_defaults(func=cmd_remove)
+
+    add_compare_parser(sub, tools=CliTools(_library, _load_backbone, progress_bar))
     return parser
 
 
