@@ -25,8 +25,8 @@ MARK = {"match": "✓", "mismatch": "✗", "unknown": "·"}
 WORD = {"match": "same", "mismatch": "different", "unknown": "not scored"}
 SLIDE = (1920, 1080)
 LEGEND = (
-    "Green frame with a tick: same diagnosis as the query. Orange dashed frame with a cross: "
-    "a different diagnosis. SHARED: the other backbone found it too."
+    "Green frame with a tick: same diagnosis as the query. Red dashed frame with a cross: a "
+    "different diagnosis. Number: similarity to the query. SHARED: another backbone found it too."
 )
 DISCLAIMER = (
     "Research and teaching tool, not a diagnostic device: similar pictures are no diagnosis."
@@ -84,9 +84,7 @@ def hit_tile(hit: ComparedHit, *, size: int = 192, hide_label: bool = False) -> 
     card.paste(_square(hit.path, size), (0, 0))
     draw = ImageDraw.Draw(card)
     title = "diagnosis hidden" if hide_label else hit.label
-    second = f"#{hit.rank} · similarity {hit.score:.2f}" + (
-        "" if hide_label else f" · {WORD[verdict]}"
-    )
+    second = f"#{hit.rank} · {hit.score:.2f}" + ("" if hide_label else f" · {WORD[verdict]}")
     for i, text in enumerate((title, second)):
         shown = _fit(draw, text, font=font, width=size - 2 * border - 4)
         draw.text((border + 3, size + 3 + i * line_h), shown, fill=(20, 20, 20), font=font)
