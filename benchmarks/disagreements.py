@@ -114,6 +114,20 @@ def per_query_top1(index: CaseIndex, *, group_ids: np.ndarray) -> dict[str, Quer
     return out
 
 
+def _interleaved(pairs: list[tuple[QueryTop1, QueryTop1]], *, loser: int) -> tuple:
+    """Classes take turns (a list does not open with one class's hundred cases); within a
+    class, the losing backbone's most similar wrong case comes first: its most convincing
+    mistakes, the ones worth showing a class."""
+    by_label: dict[str, list] = {}
+    for pair in sorted(pairs, key=lambda p: (-p[loser].top1_score, p[0].relpath)):
+        by_label.setdefault(pair[0].label, []).append(pair)
+    queues = [by_label[label] for label in sorted(by_label)]
+    out = []
+    while any(queues):
+        out += [queue.pop(0) for queue in queues if queue]
+    return tuple(out)
+
+
 def find_disagreements(
     a: str, top_a: dict[str, QueryTop1], b: str, top_b: dict[str, QueryTop1]
 ) -> Disagreements:
@@ -130,4 +144,12 @@ def find_disagreements(
             both_right += 1
         else:
             both_wrong += 1
-    return Disagreements(a, b, len(shared), tuple(only_a), tuple(only_b), both_right, both_wrong)
+    return Disagreements(
+        a,
+        b,
+        len(shared),
+        _interleaved(only_a, loser=1),
+        _interleaved(only_b, loser=0),
+        both_right,
+        both_wrong,
+    )

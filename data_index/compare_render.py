@@ -283,8 +283,7 @@ def comparison_html(
         f"{ROW_CSS}</style></head><body>"
         f"<h1>Backbone comparison{where}</h1><p><b>{title}</b></p>{query}"
         f"<p class='cmp-note'>{html.escape(DISCLAIMER)}</p>{rows}{overlaps}"
-        "<p class='cmp-note'>Green frame and ✓: same diagnosis as the query. Red dashed frame "
-        "and ✗: a different one. SHARED: another backbone retrieved the same case.</p>"
+        f"<p class='cmp-note'>{html.escape(LEGEND)}</p>"
         "</body></html>"
     )
 

@@ -183,7 +183,7 @@ def build_compare_tab(state: AppState, *, library: gr.Dropdown, runnable: list) 
             )
             explore_btn = gr.Button("Find disagreements", elem_id="cmp-explore")
         explore_md = gr.Markdown("", elem_id="cmp-explore-summary")
-        settings = {"columns": 5, "height": 340, "allow_preview": False, "buttons": []}
+        settings = {"columns": 4, "height": 380, "allow_preview": False, "buttons": []}
         gallery_a = gr.Gallery(label="Only A right", elem_id="cmp-only-a", **settings)
         gallery_b = gr.Gallery(label="Only B right", elem_id="cmp-only-b", **settings)
     gr.HTML(f"<style>{ROW_CSS}</style>", elem_id="cmp-style", padding=False)

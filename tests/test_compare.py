@@ -11,7 +11,7 @@ import pytest
 from library_factory import PATTERNS, make_folder_library, pattern_image
 from PIL import Image
 
-from benchmarks.disagreements import copy_groups, find_disagreements, per_query_top1
+from benchmarks.disagreements import QueryTop1, copy_groups, find_disagreements, per_query_top1
 from benchmarks.retrieval import leave_one_out
 from data_index import CaseIndex, CaseLibrary
 from data_index.__main__ import main
@@ -254,3 +254,14 @@ def test_real_disagreements_on_infectious_8(shared_datasets):
     assert found.n_queries == len(library)
     assert len(found.only_a) > 0 and len(found.only_b) > 0
     assert {ra.label for ra, _ in found.only_a} <= set(library.labels)
+
+
+def test_disagreements_alternate_classes_most_convincing_mistake_first():
+    def top(relpath, label, got, score):
+        return QueryTop1(relpath, relpath, label, "x", got, score)
+
+    top_a = {f"{c}{i}": top(f"{c}{i}", c, c, 0.9) for c in "pq" for i in range(3)}
+    top_b = {f"{c}{i}": top(f"{c}{i}", c, "other", 0.5 + i / 10) for c in "pq" for i in range(3)}
+    found = find_disagreements("a", top_a, "b", top_b)
+    assert [ra.relpath for ra, _ in found.only_a] == ["p2", "q2", "p1", "q1", "p0", "q0"]
+    assert found.only_b == () and found.both_right == found.both_wrong == 0
