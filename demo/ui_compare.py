@@ -34,7 +34,7 @@ class CompareEvents:
     def __init__(self, state: AppState) -> None:
         self.state = state
 
-    def run(
+    def compare_query(
         self, *, library_path, backbones, mode, photo, stated_label, case_relpath, prompt, k, hide
     ):
         try:
@@ -64,21 +64,21 @@ class CompareEvents:
             log_unexpected(err, handler=hc.compare_stream)
             raise gr.Error(user_message(err), print_exception=False) from err
 
-    def redraw(self, *, shown, hide):
+    def redraw_rows(self, *, shown, hide):
         rows, overlap = hc.redraw(shown, hide_labels=bool(hide))
         return (*(gr.HTML(row, visible=bool(row)) for row in rows), overlap)
 
-    def save_html(self, shown):
+    def save_page(self, *, shown):
         return gr.File(value=hc.export_html(shown), visible=True)
 
-    def save_sheet(self, shown):
+    def save_slide(self, *, shown):
         return gr.File(value=hc.export_sheet(shown), visible=True)
 
-    def pick_case(self, evt: gr.SelectData, *, examples):
+    def pick_compare_case(self, evt: gr.SelectData, *, examples):
         case = examples[evt.index]
         return "case", case["relpath"], f"Picked a library case of **{case['label']}**."
 
-    def explore(self, *, library_path, a, b):
+    def find_disagreements(self, *, library_path, a, b):
         found = hc.disagreements(self.state, library_path=library_path, a=a, b=b)
         name_a, name_b = get_spec(a).name, get_spec(b).name
         return (
@@ -201,20 +201,20 @@ def build_compare_tab(state: AppState, *, library: gr.Dropdown, runnable: list) 
     }
     outputs = [*slots, overlap, query_md, shown]
     run_btn.click(
-        events.run,
+        events.compare_query,
         inputs_kwargs=query_inputs,
         outputs=outputs,
         api_name="compare",
         concurrency_limit=2,
     )
     hide.change(
-        guarded(events.redraw),
+        guarded(events.redraw_rows),
         inputs_kwargs={"shown": shown, "hide": hide},
         outputs=[*slots, overlap],
         api_name=False,
     )
     examples.select(
-        guarded(events.pick_case),
+        guarded(events.pick_compare_case),
         inputs_kwargs={"examples": examples_state},
         outputs=[mode, picked_case, picked_md],
         api_name=False,
@@ -222,10 +222,10 @@ def build_compare_tab(state: AppState, *, library: gr.Dropdown, runnable: list) 
     tab_photo.select(lambda: "photo", None, mode, api_name=False)
     tab_case.select(lambda: "case", None, mode, api_name=False)
     tab_text.select(lambda: "text", None, mode, api_name=False)
-    html_btn.click(guarded(events.save_html), [shown], [saved], api_name=False)
-    sheet_btn.click(guarded(events.save_sheet), [shown], [saved], api_name=False)
+    for button, save in ((html_btn, events.save_page), (sheet_btn, events.save_slide)):
+        button.click(guarded(save), inputs_kwargs={"shown": shown}, outputs=[saved], api_name=False)
     explore_btn.click(
-        guarded(events.explore),
+        guarded(events.find_disagreements),
         inputs_kwargs={"library_path": library, "a": pick_a, "b": pick_b},
         outputs=[explore_md, gallery_a, gallery_b, only_a, only_b],
         api_name="disagreements",
@@ -237,5 +237,5 @@ def build_compare_tab(state: AppState, *, library: gr.Dropdown, runnable: list) 
             inputs_kwargs={"relpaths": relpaths, "a": pick_a, "b": pick_b},
             outputs=[mode, picked_case, picked_md, backbones, query_tabs],
             api_name=False,
-        ).then(events.run, inputs_kwargs=query_inputs, outputs=outputs, api_name=False)
+        ).then(events.compare_query, inputs_kwargs=query_inputs, outputs=outputs, api_name=False)
     return CompareTab(examples, examples_state, stated_label)
