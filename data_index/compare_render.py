@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
@@ -295,7 +294,3 @@ def save_sheet(comparison: Comparison, out: str | Path, *, query_image=None) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     contact_sheet(comparison, query_image=query_image).save(path)
     return path
-
-
-def row_names(rows: Sequence[BackboneRow]) -> dict[str, str]:
-    return {row.key: row.name for row in rows}
