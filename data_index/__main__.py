@@ -17,6 +17,7 @@ from pathlib import Path
 
 from data_index.bundle import export_bundle, is_bundle, open_bundle_index
 from data_index.case_index import EXACT_SEARCH_MAX_CASES, CaseIndex
+from data_index.compare_cli import CliTools, add_compare_parser
 from data_index.explain_cli import add_explain_command
 from data_index.hub import HubColumns
 from data_index.library import CaseLibrary
@@ -379,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_remove)
 
     add_explain_command(sub, load_backbone=_load_backbone)
+    add_compare_parser(sub, tools=CliTools(_library, _load_backbone, progress_bar))
     return parser
 
 

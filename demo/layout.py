@@ -1,4 +1,4 @@
-"""The whole app: a library picker over four tabs (Search, Benchmark, Library, Models)."""
+"""The whole app: a library picker over five tabs (Search, Compare, Benchmark, Library, Models)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from demo.errors import guarded
 from demo.handlers_models import registry_table
 from demo.state import AppState
 from demo.ui_bench import build_bench_tab
+from demo.ui_compare import build_compare_tab
 from demo.ui_library import build_library_tab
 from demo.ui_search import build_search_tab, library_updates
 from models import limits
@@ -89,6 +90,8 @@ def build_demo(config: AppConfig, *, state: AppState | None = None) -> gr.Blocks
         with gr.Tabs(selected="search" if start else "library", elem_id="tabs") as tabs:
             with gr.Tab("Search", id="search", elem_id="tab-search"):
                 search = build_search_tab(state, library=library, backbone_key=default or "")
+            with gr.Tab("Compare", id="compare", elem_id="tab-compare"):
+                compare = build_compare_tab(state, library=library, runnable=runnable)
             with gr.Tab("Benchmark", id="benchmark", elem_id="tab-benchmark"):
                 show_saved, bench_outputs = build_bench_tab(
                     state, library=library, runnable=runnable, default=default
@@ -111,9 +114,14 @@ def build_demo(config: AppConfig, *, state: AppState | None = None) -> gr.Blocks
                 )
 
         search_outputs = [search.examples, search.examples_state, search.stated_label]
+        search_outputs += [compare.examples, compare.examples_state, compare.stated_label]
 
         def on_library(path):
-            return (*library_updates(state, path), *view_library(path))
+            return (
+                *library_updates(state, path),
+                *library_updates(state, path),
+                *view_library(path),
+            )
 
         library.change(
             guarded(on_library),

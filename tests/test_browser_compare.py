@@ -1,0 +1,162 @@
+"""Compare tab in a real headless Chromium: one library case on two backbones, both rows framed
+correctly (caption marks and the frame colours Chromium drew), the shared cases marked, and the
+overlap sentence agreeing with the rows. Screenshots land in ``artifacts/`` (gitignored)."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from library_factory import PATTERNS, pattern_image, save_image
+from PIL import Image
+
+from benchmarks.perf.app_process import free_port, stop_process_group, wait_until_serving
+from data_index.compare_render import FRAME_RGB
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PER_CLASS = 5
+K = 7  # more than a class's other cases: each row must hold some of another class
+BACKBONES = ("Colour + texture descriptor (classical)", "EfficientNet-Lite0 (ImageNet)")
+CAPTION = re.compile(r"^#(\d+) (✓|✗) (\S+) · similarity -?[\d.]+( · shared)?$")
+TIMEOUT_MS = 240_000
+
+
+def chromium() -> str | None:
+    return "/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else shutil.which("chromium")
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    if chromium() is None:
+        pytest.skip("no Chromium at /usr/bin/chromium or on PATH (apt-get install chromium)")
+    base = tmp_path_factory.mktemp("browser-compare")
+    library = base / "compare-lib"
+    for label in PATTERNS:
+        for i in range(PER_CLASS):
+            save_image(pattern_image(label, i, size=64), library / label / f"{label}-{i}.jpg")
+    port = free_port()
+    env = {
+        **os.environ,
+        "DERMSEARCH_CACHE": str(base / "cache"),
+        "DERMSEARCH_SHARED": str(base / "no-shared"),
+        "DERMSEARCH_LIBRARIES": "",
+        "GRADIO_TEMP_DIR": str(base / "gradio"),
+        "HF_HUB_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
+    log = base / "app.log"
+    command = [sys.executable, "app.py", "--library", str(library), "--port", str(port)]
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        try:
+            wait_until_serving(url, proc, timeout_s=180)
+        except RuntimeError as err:
+            raise RuntimeError(f"{err}\n{log.read_text()[-3000:]}") from None
+        yield url
+    finally:
+        stop_process_group(proc)
+
+
+def left_frame_colour(img) -> tuple[int, int, int]:
+    """The median colour down the left frame edge of a tile as Chromium drew it."""
+    img.scroll_into_view_if_needed()
+    shot = Image.open(io.BytesIO(img.screenshot())).convert("RGB")
+    x = max(1, int(shot.width * 0.012))
+    samples = [shot.getpixel((x, int(shot.height * f))) for f in (0.3, 0.4, 0.5, 0.6)]
+    return tuple(sorted(channel)[len(channel) // 2] for channel in zip(*samples, strict=True))
+
+
+def nearest(rgb) -> str:
+    def dist(verdict: str) -> int:
+        return sum((a - b) ** 2 for a, b in zip(rgb, FRAME_RGB[verdict], strict=True))
+
+    return min(FRAME_RGB, key=dist)
+
+
+def test_compare_two_backbones_on_a_library_case(app):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        try:
+            page.goto(app, wait_until="domcontentloaded")
+            page.get_by_role("tab", name="Compare").click()
+            boxes = page.locator("#cmp-backbones")
+            for label in boxes.locator("label").all():
+                name = label.inner_text().strip()
+                box = label.locator("input")
+                if (name in BACKBONES) != box.is_checked():
+                    box.click()
+            assert sorted(boxes.locator("label:has(input:checked)").all_inner_texts()) == sorted(
+                BACKBONES
+            )
+            number = page.locator("#cmp-k input[type=number]")
+            number.fill(str(K))
+            number.press("Enter")
+            page.locator("#cmp-query-tabs").get_by_role("tab", name="Library case").click()
+            examples = page.locator("#cmp-examples .thumbnail-item")
+            examples.nth(3).wait_for()
+            examples.nth(2).click()  # two per class, classes sorted: the second class's first
+            query_label = sorted(PATTERNS)[1]
+            page.locator("#cmp-picked").get_by_text(query_label).wait_for()
+            page.locator("#cmp-run").click()
+            page.wait_for_function(
+                """k => document.querySelectorAll('#cmp-row-0 .cmp-hit').length === k
+                    && document.querySelectorAll('#cmp-row-1 .cmp-hit').length === k
+                    && (document.querySelector('#cmp-overlap')?.textContent ?? '')
+                        .includes('share')""",
+                arg=K,
+            )
+            shared_counts = []
+            for slot in ("#cmp-row-0", "#cmp-row-1"):
+                figures = page.locator(f"{slot} .cmp-hit")
+                marks = []
+                for i in range(K):
+                    figure = figures.nth(i)
+                    found = CAPTION.match(figure.locator("figcaption").inner_text())
+                    assert found, figure.locator("figcaption").inner_text()
+                    rank, mark, label, shared = found.groups()
+                    assert int(rank) == i + 1
+                    expected = "match" if label == query_label else "mismatch"
+                    assert mark == ("✓" if expected == "match" else "✗")
+                    assert figure.get_attribute("data-shared") == ("1" if shared else "0")
+                    colour = left_frame_colour(figure.locator("img"))
+                    assert nearest(colour) == expected, (slot, i, colour)
+                    marks.append(expected)
+                assert "match" in marks and "mismatch" in marks, marks
+                shared_counts.append(page.locator(f"{slot} .cmp-hit[data-shared='1']").count())
+            # Each case shared by one row is in the other: both rows mark the same number.
+            assert shared_counts[0] == shared_counts[1] > 0
+            overlap = page.locator("#cmp-overlap").inner_text()
+            assert f"share {shared_counts[0]} of their {K} cases" in overlap, overlap
+            assert "votes agree" in overlap  # both put the query's own class first
+            assert query_label in page.locator("#cmp-query").inner_text()
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "browser-compare.png"), full_page=True)
+        except Exception:
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "browser-compare-failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
