@@ -10,8 +10,8 @@ import uuid
 import zipfile
 from pathlib import Path, PurePosixPath
 
+import models.limits as limits
 from data_index.locations import extracted_dir, slug
-from models import limits
 
 # Defaults and their environment variables: models/limits.py. MAX_TOTAL_BYTES is also the
 # disk quota of one extraction: real bytes written are counted against it.

@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+import models.limits as limits
 from data_index.archive import extract_zip, library_folder
 from data_index.hub import (
     HubColumns,
@@ -32,7 +33,6 @@ from data_index.validation import (
     degenerate_warnings,
     is_image_name,
 )
-from models import limits
 
 MANIFEST_NAMES = ("manifest.csv", "manifest.parquet")
 OUTSIDE = "the path points outside the libraries this library may use; row left out"

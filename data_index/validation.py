@@ -13,7 +13,7 @@ from typing import Any
 
 from PIL import Image
 
-from models import limits
+import models.limits as limits
 from models.base import check_pixels, open_image, read_image_bytes
 
 Progress = Callable[[int, int], None]

@@ -11,7 +11,8 @@ from gradio.utils import get_upload_folder
 
 import demo.handlers_library as hl
 import demo.handlers_search as hs
-from demo import tile_cache
+import demo.tile_cache as tile_cache
+import models.limits as limits
 from demo.catalog import LibraryCatalog, clear_private_uploads
 from demo.config import DEMO_CASES, AppConfig, blocked_roots, local_library, served_roots
 from demo.errors import guarded
@@ -21,7 +22,6 @@ from demo.ui_bench import build_bench_tab
 from demo.ui_compare import build_compare_tab
 from demo.ui_library import build_library_tab
 from demo.ui_search import build_search_tab, library_updates
-from models import limits
 
 TITLE = "dermsearch: find similar skin-lesion cases"
 CSS = """

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from models import limits
+import models.limits as limits
 from models.spec import BackboneSpec
 
 Precision = Literal["fp32", "bf16", "fp16"]
