@@ -129,7 +129,8 @@ class ConformalVote:
 
     Nonconformity of a class is 1 - its vote share; the set at coverage c holds every class whose
     p-value is at least 1 - c, so it contains the true diagnosis for at least c of exchangeable
-    queries. Unsmoothed p-values keep the sets deterministic (and slightly conservative).
+    queries. Unsmoothed p-values keep the sets deterministic (and slightly conservative); the
+    most voted class is always in the set.
     """
 
     classes: tuple[str, ...]
@@ -154,8 +155,13 @@ class ConformalVote:
         if not 0.0 < coverage < 1.0:
             raise ValueError(f"Coverage must be between 0 and 1 (e.g. 0.9), not {coverage!r}.")
         alphas = 1.0 - np.atleast_2d(np.asarray(shares, dtype=np.float64))
-        sets = self.classifier.predict_set(alphas, confidence=coverage, smoothing=False)
-        return np.asarray(sets, dtype=bool)
+        held = np.asarray(
+            self.classifier.predict_set(alphas, confidence=coverage, smoothing=False), dtype=bool
+        )
+        # A vote split between classes can leave no class reaching the threshold; the most
+        # voted class is kept so a set is never empty (which can only raise the coverage).
+        held[np.arange(len(alphas)), np.argmin(alphas, axis=1)] = True
+        return held
 
     def labels(self, shares: np.ndarray, *, coverage: float = DEFAULT_COVERAGE) -> list[str]:
         """One query's prediction set, most voted class first."""
