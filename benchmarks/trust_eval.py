@@ -146,8 +146,9 @@ def flag_rates(
         rest = own[(folds != f) & np.isfinite(own)]
         alarms[folds == f] = own[folds == f] < np.percentile(rest, percentile)
     threshold = float(np.percentile(own[np.isfinite(own)], percentile))
+    outside = np.asarray(outside, dtype=np.float64)
     return {
         "threshold": threshold,
         "false_alarm_rate": float(alarms[np.isfinite(own)].mean()),
-        "detection_rate": float((np.asarray(outside) < threshold).mean()),
+        "detection_rate": float((outside < threshold).mean()) if len(outside) else float("nan"),
     }

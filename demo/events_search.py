@@ -76,8 +76,8 @@ class SearchHandlers:
         progress: gr.Progress = PROGRESS,
     ) -> tuple[list, str, list[dict], dict, dict]:
         """The Search button, and what every other search event ends in: results, summary, the
-        hits kept for clicking, the machine-readable summary (the CLI's ``--json``) and the
-        enabled state of "search with this case"; notes pop up as toasts."""
+        hits kept for clicking, "search with this case" switched off (nothing is selected yet)
+        and, last, the machine-readable summary (the CLI's ``--json``); notes pop up as toasts."""
         outcome = hs.run_search(
             self.state,
             library_path=library_path,
@@ -98,8 +98,8 @@ class SearchHandlers:
             outcome.gallery,
             outcome.summary,
             outcome.hits,
-            outcome.report,
             gr.update(interactive=False),
+            outcome.report,
         )
 
     def take_photo(
@@ -251,16 +251,8 @@ def results_out_of_date() -> tuple:
     """A changed library, backbone, k, similarity or coverage: clear what the last search
     showed, so no result stands for settings it was not made with."""
     note = "Settings changed: press **Search** (or add a photo) for results with these settings."
-    return (
-        [],
-        note,
-        [],
-        None,
-        gr.update(interactive=False),
-        None,
-        "Click a result to see it large.",
-        None,
-    )
+    cleared = ([], note, [], gr.update(interactive=False), None)
+    return (*cleared, None, "Click a result to see it large.", None)
 
 
 def text_box_update(backbone_key: str) -> dict:

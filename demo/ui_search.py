@@ -184,7 +184,8 @@ def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str
         "metric": metric,
         "coverage": coverage,
     }
-    shown = [results, summary, hits, report_json, again_btn]
+    # The JSON summary last: /search_photo's final output is what `search --json` prints.
+    shown = [results, summary, hits, again_btn, report_json]
     handlers = SearchHandlers(state)
     search_btn.click(
         guarded(handlers.search),

@@ -427,6 +427,14 @@ def test_unexpected_error_is_a_sentence_for_the_user_and_a_traceback_in_the_log(
             image=photo, library=env["library"], backbone=BACKBONE, k=3, similarity="cosine"
         )
     assert out[2] == "photo" and out[4:7] == ([], f"**Not searched yet:** {sentence}", [])
+
+    # The upload is also the /search_photo API, with the parameters it documents.
+    config = AppConfig(library=env["library"], backbone=BACKBONE, host="127.0.0.1", port=0)
+    fns = build_demo(config, state=env["state"]).fns.values()
+    search_photo = next(f for f in fns if f.api_name == "search_photo")
+    names = ["image", "library", "backbone", "k", "similarity", "diagnosis"]
+    assert search_photo.input_keyword_names[:6] == names
+    assert search_photo.outputs[-1].elem_id == "search-json"
     assert [r.exc_info[0] for r in handler_log(caplog)] == [RuntimeError]
 
     # An expected error is only shown: its sentence is the whole story.
@@ -465,7 +473,7 @@ def test_search_tab_events_reach_their_handlers_by_name(env):
 
     examples = hs.example_cases(env["state"], env["library"])
     session[events["pick_case"].inputs[0]._id] = examples  # what loading the library stores
-    _, _, picked, gallery, summary, _, data, again = fire("pick_case", index=1, **settings)
+    _, _, picked, gallery, summary, _, again, data = fire("pick_case", index=1, **settings)
     report = data.model_dump()
     assert picked == f"Query: **{examples[1]['label']}** · `{examples[1]['relpath']}`"
     assert len(gallery) == 3 and "Most similar cases" in summary
@@ -485,7 +493,7 @@ def test_search_tab_events_reach_their_handlers_by_name(env):
     # A changed setting clears the results, the selection and its button: nothing stale.
     cleared = fire("results_out_of_date")
     assert cleared[0] == [] and "Settings changed" in cleared[1]
-    assert cleared[4]["interactive"] is False  # "search with this case" is off
+    assert cleared[3]["interactive"] is False  # "search with this case" is off
     assert session[events["show_result"].inputs[0]._id] == []  # the kept hits
     assert session[events["search_with_selected"].inputs[0]._id] is None  # the selection
     with pytest.raises(gr.Error, match="embeds images only"):
