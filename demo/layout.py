@@ -30,6 +30,11 @@ CSS = """
   overflow: visible !important; text-overflow: clip !important; max-width: 100% !important;
   background: none !important; color: inherit !important; font-size: 0.8em; line-height: 1.3;
   padding: 2px 4px !important; transform: none !important; text-align: left; }
+/* Results grow with their rows: every one of the k results is on the page, none behind an
+   inner scroll (the gallery's own rows are sized for its desktop column count). */
+#results .grid-wrap { overflow: visible !important; height: auto !important;
+  max-height: none !important; }
+#results .grid-container { grid-template-rows: none !important; grid-auto-rows: auto !important; }
 /* Narrow screens: fewer, wrapping columns instead of a hidden horizontal scroll. */
 @media (max-width: 640px) {
   #results .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)) !important; }

@@ -315,6 +315,11 @@ def test_search_switch_backbone_and_benchmark(app, page, tmp_path):
         assert len(boxes) == K and all(
             left >= 0 and right <= PHONE["width"] for left, right in boxes
         ), boxes
+        # ... and none hides behind an inner scroll of the gallery, below or to the side.
+        wrap = page.locator("#results .grid-wrap").evaluate(
+            "w => [w.scrollHeight, w.clientHeight, w.scrollWidth, w.clientWidth]"
+        )
+        assert wrap[0] <= wrap[1] + 1 and wrap[2] <= wrap[3] + 1, wrap
         shoot(page, "browser-search-phone.png")
         page.set_viewport_size(DESKTOP)
 
