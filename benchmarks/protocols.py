@@ -58,6 +58,7 @@ from benchmarks.text_protocols import (
     text_to_image,
     zero_shot_classification,
 )
+from benchmarks.trust_eval import coverage_records, flag_rates, folds_of, ood_scores
 from data_index.audit import queries_with_copy
 
 # Pham et al. (2025) reports Top-1/2/5/10/20; Mahbod et al. (2024) and Denner et al. (2024) use 5
@@ -442,3 +443,45 @@ def run_image_size(view: Embedded) -> list[dict]:
 )
 def run_reference_classifier(view: Embedded) -> list[dict]:
     return reference_classifier_records(view)
+
+
+@register_protocol(
+    "search-trust",
+    aliases=("trust", "prediction-sets"),
+    description="the search's prediction sets (coverage, mean size) and how often its 'no close "
+    "match' warning fires on the library's own photos, cross-fitted",
+    paper=None,
+)
+def run_search_trust(view: Embedded) -> list[dict]:
+    """Records of `benchmarks.trust_eval`; detection of other libraries' photos needs two
+    libraries at once and is measured by `python -m benchmarks.trust_report`."""
+    base = {"protocol": "search-trust", "class": None, "exclusion": DEFAULT_EXCLUSION}
+    out = []
+    for r in coverage_records(
+        unit=view.unit, labels=view.labels, case_ids=view.case_ids, group_ids=view.group_ids
+    ):
+        extra = {"nominal_coverage": r["nominal_coverage"], "n_queries": r["n_queries"]}
+        for metric in ("coverage", "mean_set_size"):
+            out.append({**base, **extra, "metric": metric, "k": r["k"], "value": r[metric]})
+    folds = folds_of(case_ids=view.case_ids, group_ids=view.group_ids)
+    no_outside = np.zeros((0, view.unit.shape[1]), dtype=np.float32)
+    scores = ood_scores(
+        library=view.unit,
+        labels=view.labels,
+        case_ids=view.case_ids,
+        group_ids=view.group_ids,
+        queries=no_outside,
+    )
+    for score, (own, outside) in scores.items():
+        rates = flag_rates(own, outside, folds=folds)
+        out.append(
+            {
+                **base,
+                "metric": "no_close_match_false_alarm_rate",
+                "k": 10,
+                "value": rates["false_alarm_rate"],
+                "score": score,
+                "n_queries": len(own),
+            }
+        )
+    return out

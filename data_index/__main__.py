@@ -22,9 +22,11 @@ from data_index.explain_cli import add_explain_command
 from data_index.hub import HubColumns
 from data_index.library import CaseLibrary
 from data_index.locations import default_index_dir
-from data_index.search import Hit
+from data_index.query_match import file_sha1
 from data_index.store import POINTER, IndexMismatch, resolve_version
+from data_index.trusted_search import SearchReport, cached_copy_groups, trusted_search
 from data_index.validation import ValidationReport
+from models import open_image
 
 EXIT_PROBLEMS = 1
 EXIT_ERROR = 2
@@ -197,13 +199,36 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_hits(hits: list[Hit], *, as_json: bool, score_name: str) -> None:
+def _print_report(report: SearchReport, *, as_json: bool) -> None:
     if as_json:
-        rows = [{**h.__dict__} for h in hits]
-        print(json.dumps(rows, indent=2, default=str))
+        print(json.dumps(report.as_json(), indent=2, default=str))
         return
-    for h in hits:
+    if report.query_in_library is not None:
+        print(report.query_in_library.sentence())
+    score_name = "similarity" if report.metric == "cosine" else "distance"
+    for h in report.hits:
         print(f"{h.rank:>3}  {score_name} {h.score:.4f}  {h.label:<24} {h.case_id:<32} {h.path}")
+    if report.low_similarity:
+        print(
+            f"No close match: the nearest case ({report.nearest_similarity:.3f}) is less similar "
+            f"than the threshold {report.similarity_threshold:.3f}, so the vote is no suggestion."
+        )
+    elif report.hits:
+        print(
+            f"Likely diagnoses ({report.coverage:.0%} coverage on this library): "
+            f"{', '.join(report.prediction_set) or 'none'}"
+        )
+
+
+def _copy_groups(index: CaseIndex):
+    """The library's cached duplicate groups, when its folder is still there and was audited."""
+    root = index.manifest.get("library", {}).get("root")
+    if not root or not Path(root).is_dir():
+        return None
+    try:
+        return cached_copy_groups(index, CaseLibrary.load(root))
+    except (ValueError, OSError):
+        return None
 
 
 def _open_index(path: str, *, backbone: str | None = None) -> CaseIndex:
@@ -225,20 +250,41 @@ def cmd_search(args: argparse.Namespace) -> int:
         )
     if args.k < 1:
         raise CommandError("-k must be at least 1.")
+    if not 0 < args.coverage < 1:
+        raise CommandError("--coverage must be between 0 and 1, e.g. 0.9.")
     backbone = _load_backbone(index.key, device=args.device)
     exclude = args.exclude_case or ()
+    groups = _copy_groups(index)
     if args.image is not None:
         if not Path(args.image).is_file():
             raise CommandError(f"The query image {args.image} does not exist.")
-        hits = index.search_image(
-            backbone, args.image, k=args.k, exclude_case_ids=exclude, metric=args.metric
+        image = open_image(args.image)
+        report = trusted_search(
+            index,
+            backbone.encode_images([image], normalize=False)[0],
+            k=args.k,
+            metric=args.metric,
+            coverage=args.coverage,
+            query_image=image,
+            query_sha1=file_sha1(args.image),
+            exclude_case_ids=exclude,
+            group_ids=groups,
         )
     else:
         if args.metric != "cosine":
             raise CommandError("Text search compares with cosine only; drop --metric.")
-        hits = index.search_text(backbone, args.text, k=args.k, exclude_case_ids=exclude)
-    score_name = "cos" if args.metric == "cosine" else "dist"
-    _print_hits(hits, as_json=args.json, score_name=score_name)
+        if not args.text.strip():
+            raise CommandError("Give some text to search for.")
+        index.check_backbone(backbone_key=backbone.key, weights_origin=backbone.weights_origin)
+        report = trusted_search(
+            index,
+            backbone.encode_texts([args.text])[0],
+            k=args.k,
+            coverage=args.coverage,
+            exclude_case_ids=exclude,
+            group_ids=groups,
+        )
+    _print_report(report, as_json=args.json)
     return 0
 
 
@@ -348,8 +394,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--exclude-case", action="append", help="case id to leave out (repeatable)")
     p.add_argument("--metric", choices=["cosine", "euclidean"], default="cosine")
+    p.add_argument(
+        "--coverage", type=float, default=0.9, help="of the prediction set (default 0.9)"
+    )
     p.add_argument("--device", default=None)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="hits, vote, prediction set, flags")
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("info", help="describe an index")

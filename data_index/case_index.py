@@ -31,6 +31,7 @@ from data_index.store import (
     resolve_version,
     write_version,
 )
+from data_index.trust import loo_top1_similarity, similarity_quantiles
 from data_index.validation import Progress
 from models import Backbone
 from models.base import l2_normalize
@@ -139,6 +140,7 @@ class CaseIndex:
             raise ValueError(f"The library {library.root} has no usable images to index.")
         idx = cls.empty(backbone=backbone, library=library, dtype=dtype)
         idx._append(library.cases, unit, raw, keys=library.cases["key"].to_numpy(np.int64))
+        idx.store_similarity_calibration()
         if save:
             idx.save(out_dir if out_dir is not None else default_index_dir(library.name, idx.key))
         return idx
@@ -337,7 +339,21 @@ class CaseIndex:
         removed = self.remove(stale)
         self._append(fresh, unit, raw, keys=self._new_keys(len(fresh)))
         self.manifest["library"] = _describe(library)
+        self.store_similarity_calibration()
         return len(fresh), removed
+
+    def store_similarity_calibration(self) -> None:
+        """Keep the distribution of each case's similarity to its nearest other case (leave
+        one case out) in the manifest: the "no close match" rule's reference for this library
+        and backbone, measured once per build rather than at every search."""
+        top1 = loo_top1_similarity(
+            self.vectors(), case_ids=self.cases["case_id"].astype(str).to_numpy()
+        )
+        self.manifest["calibration"] = {
+            "n": len(self),
+            "exclusion": "case",
+            "loo_top1_quantiles": similarity_quantiles(top1),
+        }
 
     # --- search ----------------------------------------------------------------------------
     def row_positions(self, keys: list[int] | np.ndarray) -> np.ndarray:

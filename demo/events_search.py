@@ -11,6 +11,7 @@ import gradio as gr
 from PIL import Image
 
 import demo.handlers_search as hs
+from data_index.query_match import file_sha1
 from demo.errors import log_unexpected, user_message
 from demo.state import AppState
 
@@ -46,6 +47,9 @@ def read_query_photo(path: str | None) -> Image.Image:
         raise ValueError("No photo yet: drop one on the query box, paste it, or use the webcam.")
     image = hs.parse_photo(path)
     image.thumbnail((QUERY_MAX_PX, QUERY_MAX_PX), Image.Resampling.LANCZOS)
+    # The upload's own bytes: a library file identical to it is then found by its hash, even
+    # after the photo was shrunk here.
+    image.info[hs.QUERY_SHA1] = file_sha1(path)
     return image
 
 
@@ -79,14 +83,16 @@ class SearchHandlers:
         mode: str,
         k: float,
         metric: str,
+        coverage: float | str = hs.DEFAULT_COVERAGE,
         photo: Image.Image | None = None,
         stated_label: str | None = None,
         case_relpath: str | None = None,
         prompt: str | None = None,
         progress: gr.Progress = PROGRESS,
-    ) -> tuple[list, str, list[dict]]:
-        """The Search button, and what every other search event ends in: results, summary and
-        the hits kept for clicking; notes (why frames are grey, ...) pop up as toasts."""
+    ) -> tuple[list, str, list[dict], dict, dict]:
+        """The Search button, and what every other search event ends in: results, summary, the
+        hits kept for clicking, "search with this case" switched off (nothing is selected yet)
+        and, last, the machine-readable summary (the CLI's ``--json``); notes pop up as toasts."""
         outcome = hs.run_search(
             self.state,
             library_path=library_path,
@@ -94,6 +100,7 @@ class SearchHandlers:
             mode=mode,
             k=k,
             metric=metric,
+            coverage=coverage,
             photo=expand_photo(photo),
             stated_label=stated_label,
             case_relpath=case_relpath,
@@ -102,37 +109,46 @@ class SearchHandlers:
         )
         for note in outcome.notes:
             gr.Info(note, duration=8)
-        return outcome.gallery, outcome.summary, outcome.hits
+        return (
+            outcome.gallery,
+            outcome.summary,
+            outcome.hits,
+            gr.update(interactive=False),
+            outcome.report,
+        )
 
     def take_photo(
         self,
-        path: str | None,
-        library_path: str | None,
-        backbone_key: str,
-        k: float,
-        metric: str,
-        stated_label: str | None,
+        image: str | None,
+        library: str | None,
+        backbone: str,
+        k: float = 10,
+        similarity: str = "cosine",
+        diagnosis: str | None = None,
+        coverage: float | str = hs.DEFAULT_COVERAGE,
         progress: gr.Progress = PROGRESS,
     ) -> tuple:
-        """An upload: keep the photo in the session and search with it at once."""
-        image = read_query_photo(path)  # a bad upload stops here with its reason
-        kept = (compact_photo(image), preview_html(image), "photo", None)
+        """An upload (also the ``/search_photo`` API): keep the photo in the session and search
+        with it at once. The last output is the same JSON summary the CLI's ``--json`` prints."""
+        photo = read_query_photo(image)  # a bad upload stops here with its reason
+        kept = (compact_photo(photo), preview_html(photo), "photo", None)
         try:
             found = self.search(
-                library_path=library_path,
-                backbone_key=backbone_key,
+                library_path=library,
+                backbone_key=backbone,
                 mode="photo",
                 k=k,
-                metric=metric,
-                photo=image,
-                stated_label=stated_label,
+                metric=similarity,
+                coverage=coverage,
+                photo=photo,
+                stated_label=diagnosis,
                 progress=progress,
             )
         except Exception as err:  # keep the photo: the user can fix the cause and press Search
             log_unexpected(err, handler=self.take_photo)
             message = user_message(err)
             gr.Warning(message)
-            return (*kept, [], f"**Not searched yet:** {message}", [])
+            return (*kept, [], f"**Not searched yet:** {message}", [], gr.skip(), gr.skip())
         return (*kept, *found)
 
     def relabel(
@@ -142,19 +158,21 @@ class SearchHandlers:
         mode: str,
         k: float,
         metric: str,
+        coverage: float | str,
         photo: Image.Image | None,
         stated_label: str | None,
         progress: gr.Progress = PROGRESS,
     ) -> tuple:
         """A new diagnosis for the query photo re-frames its results; other queries wait."""
         if mode != "photo" or photo is None:
-            return gr.skip(), gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         return self.search(
             library_path=library_path,
             backbone_key=backbone_key,
             mode="photo",
             k=k,
             metric=metric,
+            coverage=coverage,
             photo=photo,
             stated_label=stated_label,
             progress=progress,
@@ -167,6 +185,7 @@ class SearchHandlers:
         backbone_key: str,
         k: float,
         metric: str,
+        coverage: float | str,
         evt: gr.SelectData,
         progress: gr.Progress = PROGRESS,
     ) -> tuple:
@@ -180,6 +199,7 @@ class SearchHandlers:
             mode="case",
             k=k,
             metric=metric,
+            coverage=coverage,
             case_relpath=case["relpath"],
             progress=progress,
         )
@@ -192,6 +212,7 @@ class SearchHandlers:
         backbone_key: str,
         k: float,
         metric: str,
+        coverage: float | str,
         prompt: str | None,
         progress: gr.Progress = PROGRESS,
     ) -> tuple:
@@ -202,6 +223,7 @@ class SearchHandlers:
             mode="text",
             k=k,
             metric=metric,
+            coverage=coverage,
             prompt=prompt,
             progress=progress,
         )
@@ -214,6 +236,7 @@ class SearchHandlers:
         backbone_key: str,
         k: float,
         metric: str,
+        coverage: float | str,
         progress: gr.Progress = PROGRESS,
     ) -> tuple:
         """'Search with this case': the clicked result becomes the query."""
@@ -225,6 +248,7 @@ class SearchHandlers:
             mode="case",
             k=k,
             metric=metric,
+            coverage=coverage,
             case_relpath=relpath,
             progress=progress,
         )
@@ -236,6 +260,14 @@ def show_result(hits: list[dict], evt: gr.SelectData) -> tuple:
     """A click on a result shows it large, with its metadata."""
     image, md, relpath = hs.result_details(hits, evt.index)
     return image, md, relpath, gr.update(interactive=bool(relpath))
+
+
+def results_out_of_date() -> tuple:
+    """A changed library, backbone, k, similarity or coverage: clear what the last search
+    showed, so no result stands for settings it was not made with."""
+    note = "Settings changed: press **Search** (or add a photo) for results with these settings."
+    cleared = ([], note, [], gr.update(interactive=False), None)
+    return (*cleared, None, "Click a result to see it large.", None)
 
 
 def text_box_update(backbone_key: str) -> dict:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,15 +16,24 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from data_index.query_match import file_sha1
+from data_index.trust import DEFAULT_COVERAGE
+from data_index.trusted_search import (
+    cached_copy_groups,
+    similarity_threshold,
+    trusted_search,
+    vote_calibration,
+)
 from demo.render import (
+    display_label,
     framed_thumbnail,
     large_view,
     result_caption,
     square_thumbnail,
-    tile_lines,
     verdict_for,
 )
 from demo.state import AppState, Progress
+from demo.summary_search import format_summary
 from models import get_spec, list_specs, open_image
 from models.weights import availability
 
@@ -33,6 +41,7 @@ MAX_PROMPT_CHARS = 300
 MAX_K = 50
 METRICS = ("cosine", "euclidean")
 MODES = ("photo", "case", "text")
+QUERY_SHA1 = "query_sha1"  # where an upload's file hash rides along in the image's info
 DISCLAIMER = (
     "**Research and teaching tool — not a diagnostic device.** Results show which library "
     "photos a model finds similar; they are not a diagnosis and must not guide care."
@@ -50,6 +59,7 @@ class SearchOutcome:
     notes: list[str] = field(default_factory=list)
     embed_ms: float = 0.0
     search_ms: float = 0.0
+    report: dict[str, Any] = field(default_factory=dict)  # the CLI's --json summary
 
 
 # --- backbone picker ---------------------------------------------------------------------------
@@ -190,6 +200,37 @@ def _case_row(cases: pd.DataFrame, relpath: str) -> pd.Series:
     return cases.loc[match[0]]
 
 
+def parse_coverage(coverage: object) -> float:
+    """A coverage as a fraction: 0.9, "0.9", 90 or "90%" all mean 90 %."""
+    text = str(DEFAULT_COVERAGE if coverage in (None, "") else coverage).strip().rstrip("%")
+    try:
+        value = float(text)
+    except ValueError as err:
+        raise ValueError(f"Coverage must be a percentage such as 90, not {coverage!r}.") from err
+    value = value / 100 if value > 1 else value
+    if not 0.5 <= value <= 0.99:
+        raise ValueError(f"Coverage must be from 50 % to 99 %, not {coverage!r}.")
+    return value
+
+
+def _trust_inputs(state: AppState, library_path: str, idx, *, k: int, metric: str):
+    """Duplicate groups (when audited), the vote's calibration and the similarity threshold of
+    this index, computed once per index version and setting."""
+    library = state.library(library_path)
+    groups = cached_copy_groups(idx, library)
+    version = (str(Path(library_path).resolve()), idx.key, library.fingerprint, len(idx), id(idx))
+    audited = groups is not None
+    calibration = state.memo(
+        ("vote-calibration", *version, audited, k, metric),
+        lambda: vote_calibration(idx, k=k, metric=metric, group_ids=groups),
+    )
+    threshold = state.memo(
+        ("similarity-threshold", *version, audited),
+        lambda: similarity_threshold(idx, group_ids=groups),
+    )
+    return groups, calibration, threshold
+
+
 def run_search(
     state: AppState,
     *,
@@ -198,6 +239,7 @@ def run_search(
     mode: str,
     k: object = 10,
     metric: object = "cosine",
+    coverage: object = DEFAULT_COVERAGE,
     photo: object = None,
     stated_label: str | None = None,
     case_relpath: str | None = None,
@@ -207,14 +249,14 @@ def run_search(
     """Search the library for the nearest cases to a photo, a library case or a text prompt."""
     if mode not in MODES:
         raise ValueError(f"Query mode must be one of {', '.join(MODES)}, not {mode!r}.")
-    k, metric = parse_k(k), parse_metric(metric)
+    k, metric, coverage = parse_k(k), parse_metric(metric), parse_coverage(coverage)
     # Cheap input checks first: a bad upload should not wait for an index build.
+    if mode == "text" and not text_box_state(backbone_key)[0]:
+        raise ValueError(text_box_state(backbone_key)[1])  # the reason, not "prompt is empty"
     image = parse_photo(photo) if mode == "photo" else None
     text = parse_prompt(prompt) if mode == "text" else None
     if mode == "case" and not case_relpath:
         raise ValueError("No library case is picked: click one in the examples strip.")
-    if mode == "text" and not text_box_state(backbone_key)[0]:
-        raise ValueError(text_box_state(backbone_key)[1])
     if mode == "text" and metric == "euclidean":
         raise ValueError(
             "Euclidean distance compares raw image vectors, which text vectors do not share a "
@@ -223,49 +265,47 @@ def run_search(
     library = state.library(library_path)
     idx = state.index(library_path, backbone_key, progress=progress)
     backbone = state.backbone(backbone_key)
+    groups, calibration, threshold = _trust_inputs(state, library_path, idx, k=k, metric=metric)
     notes: list[str] = []
     exclude: tuple[str, ...] = ()
+    query_sha1 = None
     started = time.perf_counter()
     if mode == "photo":
         query_label = stated_label if stated_label in library.labels else None
-        vector = backbone.encode_images([image], normalize=metric == "cosine")[0]
-        if stated_label and not query_label:
-            notes.append(
-                f"'{stated_label}' is not a class of {library.name} "
-                f"({', '.join(library.labels)}), so the frames stay grey."
-            )
-        elif not query_label:
-            notes.append(
-                "Frames are grey: the photo's diagnosis is unknown. Choose it under "
-                "'Diagnosis of this photo' to see green (same) and red (different) frames."
-            )
+        vector = backbone.encode_images([image], normalize=False)[0]
+        if isinstance(photo, str | Path) and Path(photo).is_file():
+            query_sha1 = file_sha1(photo)
+        elif isinstance(photo, Image.Image):
+            query_sha1 = photo.info.get(QUERY_SHA1)
     elif mode == "case":
         row = _case_row(idx.cases, case_relpath)
         query_label, exclude = str(row["label"]), (str(row["case_id"]),)
-        position = idx.row_positions([int(row["key"])])[0]
-        raw = idx.raw[position]
-        vector = raw if metric == "euclidean" else raw / max(float(np.linalg.norm(raw)), 1e-12)
+        query_sha1 = str(row["sha1"])
+        vector = idx.raw[idx.row_positions([int(row["key"])])[0]]
     else:
         query_label = label_from_text(text, library.labels)
         vector = backbone.encode_texts([text])[0]
-        if not query_label:
-            notes.append(
-                "Frames are grey: the prompt does not name a library class, so no diagnosis is "
-                f"known. Type one of: {', '.join(library.labels)} to score the results."
-            )
     embed_ms = (time.perf_counter() - started) * 1000
     started = time.perf_counter()
-    hits = idx.search_vector(vector, k=k, exclude_case_ids=exclude, metric=metric)
+    report = trusted_search(
+        idx,
+        vector,
+        k=k,
+        metric=metric,
+        coverage=coverage,
+        query_image=image,
+        query_sha1=query_sha1,
+        exclude_case_ids=exclude,
+        group_ids=groups,
+        calibration=calibration,
+        # Text and image vectors sit at other similarities: the photo threshold does not apply.
+        threshold=threshold if mode != "text" else float("nan"),
+    )
     search_ms = (time.perf_counter() - started) * 1000
-    if mode == "photo" and hits and metric == "cosine" and hits[0].score > 0.9999:
-        notes.append(
-            f"Result #1 ({hits[0].case_id}) is the same picture as the query (similarity 1.000): "
-            "the photo is already in the library."
-        )
-    if len(hits) < k:
-        notes.append(f"The library holds only {len(hits)} other case(s), fewer than k={k}.")
+    if len(report.hits) < k:
+        notes.append(f"The library holds only {len(report.hits)} other case(s), fewer than k={k}.")
     gallery, records = [], []
-    for hit in hits:
+    for hit in report.hits:
         verdict = verdict_for(query_label=query_label, hit_label=hit.label)
         shown = {
             "rank": hit.rank,
@@ -275,8 +315,7 @@ def run_search(
             "case_id": hit.case_id,
             "verdict": verdict,
         }
-        tile = framed_thumbnail(hit.path, verdict=verdict, lines=tile_lines(**shown))
-        gallery.append((tile, result_caption(**shown)))
+        gallery.append((framed_thumbnail(hit.path, verdict=verdict), result_caption(**shown)))
         records.append(
             {
                 "rank": hit.rank,
@@ -286,86 +325,28 @@ def run_search(
                 "path": hit.path,
                 "relpath": str(hit.metadata.get("relpath", "")),
                 "verdict": verdict,
+                "metric": metric,
                 "metadata": {key: _plain(v) for key, v in hit.metadata.items()},
             }
         )
     summary = format_summary(
-        hits=records,
-        k=k,
-        metric=metric,
+        report=report,
+        query_kind=mode,
         query_label=query_label,
+        stated_label=stated_label if mode == "photo" else None,
         embed_ms=embed_ms,
         search_ms=search_ms,
-        backbone_key=backbone.key,
-        library_size=len(idx),
-        query_kind=mode,
+        backbone_name=backbone.spec.name,
     )
-    return SearchOutcome(gallery, summary, records, query_label, notes, embed_ms, search_ms)
+    return SearchOutcome(
+        gallery, summary, records, query_label, notes, embed_ms, search_ms, report.as_json()
+    )
 
 
 def _plain(value: object) -> object:
     if isinstance(value, np.generic):
         return value.item()
     return value
-
-
-def weighted_vote(*, labels: list[str], scores: list[float], metric: str) -> dict[str, float]:
-    """Each neighbour votes for its diagnosis with its similarity (cosine, floored at 0) or
-    1/(1+distance) for Euclidean; returns label -> share of the total weight, largest first."""
-    weights: dict[str, float] = defaultdict(float)
-    for label, score in zip(labels, scores, strict=True):
-        weights[label] += max(score, 0.0) if metric == "cosine" else 1.0 / (1.0 + score)
-    total = sum(weights.values()) or 1.0
-    return dict(sorted(((lab, w / total) for lab, w in weights.items()), key=lambda x: -x[1]))
-
-
-def format_summary(
-    *,
-    hits: list[dict],
-    k: int,
-    metric: str,
-    query_label: str | None,
-    embed_ms: float,
-    search_ms: float,
-    backbone_key: str,
-    library_size: int,
-    query_kind: str,
-) -> str:
-    """Markdown: the weighted vote, hit at k when the diagnosis is known, and the timings."""
-    if not hits:
-        return "No cases came back: the library has no other cases to compare with."
-    labels = [h["label"] for h in hits]
-    vote = weighted_vote(labels=labels, scores=[h["score"] for h in hits], metric=metric)
-    top = next(iter(vote))
-    lines = [
-        f"**Vote: {labels.count(top)} of {len(hits)}: {top}** "
-        f"(similarity-weighted share {vote[top]:.0%})"
-    ]
-    if query_label:
-        same = labels.count(query_label)
-        first = next((h["rank"] for h in hits if h["label"] == query_label), None)
-        if first is not None:
-            lines.append(
-                f"✓ **Hit at {len(hits)}: yes** — the query is *{query_label}*; the first "
-                f"same-diagnosis case is at rank {first}; {same} of {len(hits)} share it."
-            )
-        else:
-            lines.append(
-                f"✗ **Hit at {len(hits)}: no** — none of the {len(hits)} cases is *{query_label}*."
-            )
-    else:
-        lines.append("Diagnosis of the query: unknown, so frames are grey and no hit is scored.")
-    how = "cosine similarity" if metric == "cosine" else "Euclidean distance on raw vectors"
-    embedding = (
-        "query vector read from the index"
-        if query_kind == "case"
-        else f"embedding the {query_kind} {embed_ms:.0f} ms"
-    )
-    lines.append(
-        f"{embedding} · search {search_ms:.1f} ms · {how} · {backbone_key} over "
-        f"{library_size} cases."
-    )
-    return "\n\n".join(lines)
 
 
 # --- result details ----------------------------------------------------------------------------
@@ -375,11 +356,16 @@ def result_details(hits: list[dict], index: int | None) -> tuple[Image.Image, st
         raise ValueError("Run a search first, then click one of its results.")
     hit = hits[int(index)]
     mark = {"match": "✓ same diagnosis", "mismatch": "✗ different diagnosis"}.get(
-        hit["verdict"], "diagnosis of the query unknown"
+        hit["verdict"], "the query's diagnosis is not given"
+    )
+    measure = (
+        f"distance {hit['score']:.3f} (smaller is closer)"
+        if hit.get("metric") == "euclidean"
+        else f"similarity {hit['score']:.3f} (1 = same direction)"
     )
     rows = [
-        f"### #{hit['rank']} {hit['label']}",
-        f"{mark} · score {hit['score']:.4f} · case `{hit['case_id']}`",
+        f"### #{hit['rank']} {display_label(hit['label'])}",
+        f"{mark} · {measure} · case {hit['case_id']}",
         "",
         "| field | value |",
         "|---|---|",

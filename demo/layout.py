@@ -28,11 +28,25 @@ CSS = """
 .ds-disclaimer { border-left: 4px solid #d55e00; padding: 4px 12px; background: #fff6ef; }
 .dark .ds-disclaimer { background: #3a2a20; }
 .ds-muted { color: #666; font-size: 0.85em; margin: 2px 0; }
-/* Result captions are drawn into the tiles; gradio's overlay copy stays for screen readers. */
-#results .caption-label, #library-audit .caption-label, #library-duplicates .caption-label {
+/* Duplicate strips carry their captions drawn in; gradio's overlay copy stays for readers. */
+#library-audit .caption-label, #library-duplicates .caption-label {
   position: absolute !important; width: 1px; height: 1px;
   overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; padding: 0; border: 0; }
-#results .thumbnail-item { aspect-ratio: auto; }
+/* Result captions are text under each tile: legible and zoomable on a phone. */
+#results .thumbnail-item { aspect-ratio: auto; flex-direction: column; height: auto; }
+#results .caption-label { position: static !important; white-space: normal !important;
+  overflow: visible !important; text-overflow: clip !important; max-width: 100% !important;
+  background: none !important; color: inherit !important; font-size: 0.8em; line-height: 1.3;
+  padding: 2px 4px !important; transform: none !important; text-align: left; }
+/* Results grow with their rows: every one of the k results is on the page, none behind an
+   inner scroll (the gallery's own rows are sized for its desktop column count). */
+#results .grid-wrap { overflow: visible !important; height: auto !important;
+  max-height: none !important; }
+#results .grid-container { grid-template-rows: none !important; grid-auto-rows: auto !important; }
+/* Narrow screens: fewer, wrapping columns instead of a hidden horizontal scroll. */
+@media (max-width: 640px) {
+  #results .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)) !important; }
+}
 /* Duplicate strips are wide: show them whole rather than cropped to squares. */
 #library-audit .thumbnail-item, #library-duplicates .thumbnail-item { aspect-ratio: 5 / 2; }
 """

@@ -25,8 +25,20 @@ FRAME_RGB: dict[str, tuple[int, int, int]] = {
     "unknown": UNKNOWN_RGB,
 }
 CAPTION_MARK = {"match": "✓", "mismatch": "✗", "unknown": "·"}
-# Words for the drawn-in caption: the bundled font has no tick or cross glyphs.
-VERDICT_WORD = {"match": "same diagnosis", "mismatch": "DIFFERENT", "unknown": "not scored"}
+VERDICT_CAPTION = {"match": "same", "mismatch": "different", "unknown": ""}
+# The legend above the results, from the same colours and marks as the frames.
+
+
+def _hex(rgb: tuple[int, int, int]) -> str:
+    return "#{:02X}{:02X}{:02X}".format(*rgb)
+
+
+LEGEND = (
+    "**Nearest cases**, framed by diagnosis: "
+    f"<span style='color:{_hex(MATCH_RGB)}'>■</span> ✓ same as the query, "
+    f"<span style='color:{_hex(MISMATCH_RGB)}'>■</span> ✗ different (dashed frame), "
+    f"<span style='color:{_hex(UNKNOWN_RGB)}'>■</span> grey: the query's diagnosis is not given."
+)
 THUMB_PX = 256
 LARGE_PX = 720
 
@@ -132,15 +144,39 @@ def short_case_id(case_id: str) -> str:
     return Path(case_id).stem if "/" in case_id else case_id
 
 
-def tile_lines(*, rank: int, label: str, score: float, metric: str, case_id: str, verdict: Verdict):
-    """The caption band of a result: rank and diagnosis, score and verdict, case id."""
-    measure = f"cos {score:.3f}" if metric == "cosine" else f"dist {score:.2f}"
-    return [f"#{rank} {label}", f"{measure} · {VERDICT_WORD[verdict]}", short_case_id(case_id)]
+# Readable names for the dataset codes a library may use as labels (HAM10000's; infectious-8's
+# prefixes name the kind of agent). A manifest's ``label_name`` column, when given, wins.
+GLOSSARY = {
+    "akiec": "Actinic keratosis / Bowen's disease",
+    "bcc": "Basal cell carcinoma",
+    "bkl": "Benign keratosis",
+    "df": "Dermatofibroma",
+    "mel": "Melanoma",
+    "nv": "Melanocytic naevus",
+    "vasc": "Vascular lesion",
+}
+AGENT_PREFIX = {"BA": "bacterial", "FU": "fungal", "PA": "parasitic", "VI": "viral"}
+
+
+def display_label(label: str | None, names: dict[str, str] | None = None) -> str:
+    """'Melanoma (mel)', 'Impetigo (bacterial)'; other labels read as words."""
+    if label is None:
+        return ""
+    name = (names or {}).get(label) or GLOSSARY.get(label)
+    if name:
+        return f"{name} ({label})"
+    prefix, _, rest = label.partition("-")
+    if prefix in AGENT_PREFIX and rest:
+        words = rest.replace("-", " ").replace("_", " ")
+        return f"{words[0].upper()}{words[1:]} ({AGENT_PREFIX[prefix]})"
+    return label.replace("_", " ")
 
 
 def result_caption(
     *, rank: int, label: str, score: float, metric: str, case_id: str, verdict: Verdict
 ) -> str:
-    """'#1 ✓ ringworm · cos 0.873 · case-id' (distance for Euclidean: lower is closer)."""
-    measure = f"cos {score:.3f}" if metric == "cosine" else f"dist {score:.2f}"
-    return f"#{rank} {CAPTION_MARK[verdict]} {label} · {measure} · {case_id}"
+    """'#1 ✓ same · Impetigo (bacterial) · similarity 0.87 · case-id': text under the tile
+    (selectable and zoomable on a phone), with the verdict in words as well as in colour."""
+    measure = f"similarity {score:.2f}" if metric == "cosine" else f"distance {score:.2f}"
+    mark = f"{CAPTION_MARK[verdict]} {VERDICT_CAPTION[verdict]} · " if verdict != "unknown" else ""
+    return f"#{rank} {mark}{display_label(label)} · {measure} · {case_id}"

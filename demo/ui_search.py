@@ -10,8 +10,15 @@ import gradio as gr
 import demo.handlers_search as hs
 from demo.arguments import checked_by_handler
 from demo.errors import guarded
-from demo.events_search import SearchHandlers, preview_html, show_result, text_box_update
+from demo.events_search import (
+    SearchHandlers,
+    preview_html,
+    results_out_of_date,
+    show_result,
+    text_box_update,
+)
 from demo.explain_view import build_explain_view, wire_explain_view
+from demo.render import LEGEND
 from demo.state import AppState
 
 PHOTO_TTL_S = 1800  # a session's query photo lives in memory at most this long
@@ -63,7 +70,7 @@ def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str
 
     gr.Markdown(hs.DISCLAIMER, elem_id="disclaimer", elem_classes=["ds-disclaimer"])
     with gr.Row(equal_height=False):
-        with gr.Column(scale=2, min_width=320):
+        with gr.Column(scale=2, min_width=300):
             backbone = gr.Dropdown(
                 choices=runnable,
                 value=start,
@@ -129,13 +136,22 @@ def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str
                 label="Similarity",
                 elem_id="similarity",
             )
+            coverage = gr.Radio(
+                choices=[("80 %", 0.8), ("90 %", 0.9), ("95 %", 0.95)],
+                value=0.9,
+                label="Coverage of the likely diagnoses",
+                info="How often the list should hold the right diagnosis, as measured on this "
+                "library's own photos. Higher coverage gives longer lists.",
+                elem_id="coverage",
+            )
             search_btn = gr.Button("Search", variant="primary", elem_id="search-btn")
-        with gr.Column(scale=3, min_width=420):
+        # min_width under a phone's 390 px: wider columns would push results off screen.
+        with gr.Column(scale=3, min_width=300):
             summary = gr.Markdown(
                 "Pick a query on the left: a photo, a library case or a text prompt.",
                 elem_id="summary",
             )
-            gr.Markdown("**Nearest cases**: green ✓ same diagnosis, red ✗ different, grey unknown.")
+            gr.Markdown(LEGEND, elem_id="results-legend")
             results = gr.Gallery(
                 label="Nearest cases",
                 show_label=False,  # a floating label would cover the first row's badges
@@ -163,11 +179,20 @@ def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str
                         "Search with this case", interactive=False, elem_id="search-with-case"
                     )
             explain = build_explain_view()
+            with gr.Accordion("This search as data (JSON, as the command line prints)", open=False):
+                report_json = gr.JSON(value=None, elem_id="search-json")
 
     # Gradio calls each handler with these as keyword arguments (``inputs_kwargs``); every
     # event that searches reads the same four settings.
-    settings = {"library_path": library, "backbone_key": backbone, "k": k, "metric": metric}
-    shown = [results, summary, hits]
+    settings = {
+        "library_path": library,
+        "backbone_key": backbone,
+        "k": k,
+        "metric": metric,
+        "coverage": coverage,
+    }
+    # The JSON summary last: /search_photo's final output is what `search --json` prints.
+    shown = [results, summary, hits, again_btn, report_json]
     handlers = SearchHandlers(state)
     search_btn.click(
         guarded(handlers.search),
@@ -185,7 +210,16 @@ def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str
     )
     query_image.input(
         guarded(handlers.take_photo),
-        inputs_kwargs={"path": query_image, **settings, "stated_label": stated_label},
+        # Named as the API documents them: /search_photo(image, library, backbone, k, ...).
+        inputs_kwargs={
+            "image": query_image,
+            "library": library,
+            "backbone": backbone,
+            "k": k,
+            "similarity": metric,
+            "diagnosis": stated_label,
+            "coverage": coverage,
+        },
         outputs=[photo, preview, mode, query_image, *shown],
         api_name="search_photo",
         concurrency_limit=2,
@@ -236,6 +270,15 @@ def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str
         outputs=[prompt],
         api_name=False,
     )
+    # Results made under other settings must not pass for this one's: they go, and so do the
+    # selected case and its button, until the next search.
+    for setting in (library, backbone, k, metric, coverage):
+        setting.change(
+            results_out_of_date,
+            outputs=[*shown, detail_image, detail_md, selected],
+            api_name=False,
+            show_progress="hidden",
+        )
     return SearchTab(backbone, stated_label, examples, examples_state, prompt, query_tabs)
 
 

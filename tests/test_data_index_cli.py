@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from library_factory import make_folder_library, pattern_image, save_image
+from library_factory import PATTERNS, make_folder_library, pattern_image, save_image
 
 from data_index.__main__ import main
 
@@ -55,13 +55,45 @@ def test_build_search_update_via_subprocess(workspace, capsys):
     found = run_cli("search", "--index", str(out), "--image", str(query), "-k", "3")
     assert found.returncode == 0, found.stderr
     lines = found.stdout.strip().splitlines()
-    assert len(lines) == 3
-    assert lines[0].split()[:4] == ["1", "cos", "1.0000", "green-dots"]
-    assert lines[0].endswith(str(query))
+    # The photo is a library case: it is said so, and left out of the hits.
+    assert lines[0] == (
+        "This photo is in the library as green-dots/green-dots-1.jpg; it and its copies are "
+        "left out of the results and the vote."
+    )
+    hits = lines[1:4]
+    assert hits[0].split()[:4] == ["1", "similarity", hits[0].split()[2], "green-dots"]
+    assert not any(line.endswith(str(query)) for line in hits)
+    assert lines[4].startswith(("Likely diagnoses (90% coverage on this library): ", "No close"))
 
     save_image(pattern_image("green-dots", 42), lib / "green-dots" / "added.jpg")
     code, stdout, _ = call(capsys, *build)  # in-process: same code, no second torch start-up
     assert code == 0 and "Updated: 1 added, 0 removed" in stdout
+
+
+def test_search_json_gives_hits_vote_prediction_set_and_flags(workspace, capsys, tmp_path):
+    lib, out = workspace / "lib", workspace / "idx-json"
+    code, _, err = call(
+        capsys, "build", "--library", str(lib), "--backbone", "color-texture", "--out", str(out)
+    )
+    assert code == 0, err
+    # A flipped, re-encoded copy of a library photo: not the same file, found as a copy.
+    query = save_image(
+        pattern_image("blue-checks", 1).transpose(0).resize((60, 60)), tmp_path / "copy.jpg"
+    )
+    code, stdout, err = call(
+        capsys, "search", "--index", str(out), "--image", str(query), "-k", "3", "--json"
+    )
+    assert code == 0, err
+    report = json.loads(stdout)
+    assert report["query_in_library"] == "blue-checks/blue-checks-1.jpg"
+    assert [set(h) for h in report["hits"]] == [{"rank", "label", "score", "case_id", "path"}] * 3
+    assert report["query_in_library"] not in {h["case_id"] for h in report["hits"]}
+    assert report["vote"]["label"] in {h["label"] for h in report["hits"]}
+    assert report["prediction_set"]["coverage"] == 0.9
+    assert set(report["prediction_set"]["labels"]) <= set(PATTERNS)
+    flag = report["low_similarity"]
+    assert flag["flag"] is (flag["nearest_similarity"] < flag["threshold"])
+    assert 0 < flag["threshold"] <= 1
 
 
 def test_errors_exit_2_with_a_sentence_via_subprocess(workspace):

@@ -100,7 +100,11 @@ def test_case_query_frames_results_by_diagnosis(env):
         assert tile.getpixel((1, 1)) == (MATCH_RGB if expected == "match" else MISMATCH_RGB)
         assert caption.startswith(f"#{hit['rank']} {'✓' if expected == 'match' else '✗'}")
         assert hit["case_id"] in caption
-    assert "Vote:" in out.summary and "Hit at 6" in out.summary
+    assert out.summary.startswith(f"The query is library case {relpath}; it and its copies")
+    assert "Most similar cases: **4 of 6 are redspot**" in out.summary
+    assert "Likely diagnoses (90% coverage on this library): redspot" in out.summary
+    assert "first at rank 1; 4 of 6 cases share it" in out.summary
+    assert out.report["query_in_library"] == relpath
     # Colour patterns are easy: the four other red cases come first.
     assert [h["label"] for h in out.hits[:4]] == ["redspot"] * 4
 
@@ -118,9 +122,69 @@ def test_photo_query_without_diagnosis_is_grey_and_says_why(env):
     assert out.query_label is None
     assert {h["verdict"] for h in out.hits} == {"unknown"}
     assert out.gallery[0][0].getpixel((1, 1)) == UNKNOWN_RGB
-    assert any("diagnosis is unknown" in n for n in out.notes)
-    assert any("same picture" in n for n in out.notes)  # the photo is itself in the library
-    assert "Hit at" not in out.summary and "embedding the photo" in out.summary
+    assert "diagnosis is not given" in out.summary and "embedding the photo" in out.summary.lower()
+    # The photo is a library file: said on the page, and it is not its own first result.
+    assert out.summary.startswith(
+        "This photo is in the library as greenring/greenring-2.png; it and its copies are left "
+        "out of the results and the vote."
+    )
+    assert "greenring/greenring-2.png" not in {h["case_id"] for h in out.hits}
+    assert out.notes == []
+
+
+def test_photo_copy_is_found_and_left_out_with_its_duplicates(env, tmp_path):
+    """A mirrored, shrunk, re-encoded copy is not the same file: the audit's check finds it."""
+    source = Path(env["library"]) / "bluestripe" / "bluestripe-3.png"
+    copy = Image.open(source).transpose(Image.Transpose.FLIP_LEFT_RIGHT).resize((48, 48))
+    copy.save(tmp_path / "copy.jpg", quality=80)
+    out = hs.run_search(
+        env["state"],
+        library_path=env["library"],
+        backbone_key=BACKBONE,
+        mode="photo",
+        photo=str(tmp_path / "copy.jpg"),
+        k=4,
+    )
+    assert out.report["query_in_library"] == "bluestripe/bluestripe-3.png"
+    assert "bluestripe/bluestripe-3.png" not in {h["case_id"] for h in out.hits}
+    assert len(out.hits) == 4
+
+
+def test_photo_unlike_the_library_gets_no_close_match_and_no_suggestion(env):
+    # Grey noise: nothing like the coloured patterns of the library.
+    noise = np.random.default_rng(5).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    out = hs.run_search(
+        env["state"],
+        library_path=env["library"],
+        backbone_key=BACKBONE,
+        mode="photo",
+        photo=Image.fromarray(noise).convert("L").convert("RGB"),
+        k=5,
+    )
+    flag = out.report["low_similarity"]
+    assert flag["flag"] and flag["nearest_similarity"] < flag["threshold"]
+    assert "No close match: nothing in this library looks like this photo" in out.summary
+    assert "Likely diagnoses" not in out.summary and "Most similar cases" not in out.summary
+    assert "For reference only" in out.summary
+
+
+def test_prediction_set_follows_the_coverage(env):
+    sizes = []
+    for coverage in (0.5, 0.95, "99%"):
+        out = hs.run_search(
+            env["state"],
+            library_path=env["library"],
+            backbone_key=BACKBONE,
+            mode="case",
+            case_relpath="greenring/greenring-1.png",
+            k=5,
+            coverage=coverage,
+        )
+        assert out.report["prediction_set"]["coverage"] == hs.parse_coverage(coverage)
+        sizes.append(len(out.report["prediction_set"]["labels"]))
+    assert sizes == sorted(sizes) and sizes[0] >= 1
+    with pytest.raises(ValueError, match="Coverage must be from 50 % to 99 %"):
+        hs.parse_coverage(0.2)
 
 
 def test_photo_query_with_stated_diagnosis_scores_hit(env):
@@ -135,7 +199,9 @@ def test_photo_query_with_stated_diagnosis_scores_hit(env):
         k=5,
     )
     assert out.hits[0]["label"] == "bluestripe" and out.hits[0]["verdict"] == "match"
-    assert "Hit at 5: yes" in out.summary
+    assert "✓ The query's diagnosis, *bluestripe*, is among the results: first at rank 1" in (
+        out.summary
+    )
     out = hs.run_search(
         env["state"],
         library_path=env["library"],
@@ -145,7 +211,10 @@ def test_photo_query_with_stated_diagnosis_scores_hit(env):
         stated_label="melanoma",
         k=5,
     )
-    assert out.query_label is None and any("not a class of" in n for n in out.notes)
+    assert out.query_label is None
+    assert "The diagnosis you gave, 'melanoma', is not one of this library's classes" in (
+        out.summary
+    )
 
 
 def test_euclidean_ranks_by_increasing_raw_distance(env):
@@ -191,20 +260,24 @@ def test_text_file_upload_is_refused(env, tmp_path):
     ("prompt", "message"),
     [("", "prompt is empty"), ("   \n ", "prompt is empty"), ("x" * 2000, "2,000 characters")],
 )
-def test_bad_prompts_get_actionable_errors(env, prompt, message):
+def test_bad_prompts_get_actionable_errors(prompt, message):
     with pytest.raises(ValueError, match=message):
-        hs.run_search(
-            env["state"],
-            library_path=env["library"],
-            backbone_key=BACKBONE,
-            mode="text",
-            prompt=prompt,
-        )
+        hs.parse_prompt(prompt)
 
 
 def test_text_search_needs_a_text_tower(env):
     enabled, hint = hs.text_box_state(BACKBONE)
     assert not enabled and "embeds images only" in hint
+    # The reason, not "the prompt is empty", even with nothing typed.
+    for prompt in ("", "a red spot"):
+        with pytest.raises(ValueError, match="embeds images only"):
+            hs.run_search(
+                env["state"],
+                library_path=env["library"],
+                backbone_key=BACKBONE,
+                mode="text",
+                prompt=prompt,
+            )
     with pytest.raises(ValueError, match="embeds images only"):
         hs.run_search(
             env["state"],
@@ -276,14 +349,6 @@ def test_metric_and_mode_are_checked(env):
         )
     with pytest.raises(ValueError, match="No library case is picked"):
         hs.run_search(env["state"], library_path=env["library"], backbone_key=BACKBONE, mode="case")
-
-
-def test_weighted_vote_by_hand():
-    vote = hs.weighted_vote(labels=["a", "b", "b"], scores=[0.9, 0.3, 0.3], metric="cosine")
-    assert list(vote) == ["a", "b"] and vote["a"] == pytest.approx(0.6)
-    # Euclidean weights are 1/(1+d): distances 0 and 1 and 1 -> 1, 0.5, 0.5.
-    vote = hs.weighted_vote(labels=["a", "b", "b"], scores=[0.0, 1.0, 1.0], metric="euclidean")
-    assert vote == {"a": pytest.approx(0.5), "b": pytest.approx(0.5)}
 
 
 @pytest.mark.parametrize(
@@ -360,8 +425,18 @@ def test_unexpected_error_is_a_sentence_for_the_user_and_a_traceback_in_the_log(
     caplog.clear()
     photo = str(Path(env["library"]) / "greenring" / "greenring-2.png")
     with caplog.at_level(logging.ERROR), pytest.warns(UserWarning, match="Something went"):
-        out = guarded(handlers.take_photo)(path=photo, **settings, k=3, stated_label=None)
-    assert out[2] == "photo" and out[4:] == ([], f"**Not searched yet:** {sentence}", [])
+        out = guarded(handlers.take_photo)(
+            image=photo, library=env["library"], backbone=BACKBONE, k=3, similarity="cosine"
+        )
+    assert out[2] == "photo" and out[4:7] == ([], f"**Not searched yet:** {sentence}", [])
+
+    # The upload is also the /search_photo API, with the parameters it documents.
+    config = AppConfig(library=env["library"], backbone=BACKBONE, host="127.0.0.1", port=0)
+    fns = build_demo(config, state=env["state"]).fns.values()
+    search_photo = next(f for f in fns if f.api_name == "search_photo")
+    names = ["image", "library", "backbone", "k", "similarity", "diagnosis"]
+    assert search_photo.input_keyword_names[:6] == names
+    assert search_photo.outputs[-1].elem_id == "search-json"
     assert [r.exc_info[0] for r in handler_log(caplog)] == [RuntimeError]
 
     # An expected error is only shown: its sentence is the whole story.
@@ -385,6 +460,7 @@ def test_search_tab_events_reach_their_handlers_by_name(env):
         "backbone_key": BACKBONE,
         "k": 3,
         "metric": "cosine",
+        "coverage": 0.9,
     }
 
     def fire(name: str, *, index: int | None = None, **values) -> list:
@@ -399,19 +475,29 @@ def test_search_tab_events_reach_their_handlers_by_name(env):
 
     examples = hs.example_cases(env["state"], env["library"])
     session[events["pick_case"].inputs[0]._id] = examples  # what loading the library stores
-    _, _, picked, gallery, summary, _ = fire("pick_case", index=1, **settings)
+    _, _, picked, gallery, summary, _, again, data = fire("pick_case", index=1, **settings)
+    report = data.model_dump()
     assert picked == f"Query: **{examples[1]['label']}** · `{examples[1]['relpath']}`"
-    assert len(gallery) == 3 and summary.startswith("**Vote:")
+    assert len(gallery) == 3 and "Most similar cases" in summary
+    assert report["query_in_library"] == examples[1]["relpath"] and len(report["hits"]) == 3
+    assert again["interactive"] is False  # no result is selected in the new results yet
 
     _, detail, _, again = fire("show_result", index=0)
     assert detail.startswith("### #1") and again["interactive"] is True
     relpath = session[events["search_with_selected"].inputs[0]._id]
-    _, _, picked, _, _, summary, _ = fire("search_with_selected", **settings)
-    assert picked == f"Query: library case `{relpath}`" and summary.startswith("**Vote:")
+    _, _, picked, _, _, summary, *_ = fire("search_with_selected", **settings)
+    assert picked == f"Query: library case `{relpath}`" and "Most similar cases" in summary
 
     # The Search button reads the query from the session: still the case picked above.
-    _, summary, _ = fire("search", **settings, prompt="ignored for a case")
-    assert "query vector read from the index" in summary
+    _, summary, *_ = fire("search", **settings, prompt="ignored for a case")
+    assert "The query's vector was read from the index" in summary
+
+    # A changed setting clears the results, the selection and its button: nothing stale.
+    cleared = fire("results_out_of_date")
+    assert cleared[0] == [] and "Settings changed" in cleared[1]
+    assert cleared[3]["interactive"] is False  # "search with this case" is off
+    assert session[events["show_result"].inputs[0]._id] == []  # the kept hits
+    assert session[events["search_with_selected"].inputs[0]._id] is None  # the selection
     with pytest.raises(gr.Error, match="embeds images only"):
         fire("submit_text", **settings, prompt="a red spot")
     [update] = fire("text_box_update", backbone_key=BACKBONE)
