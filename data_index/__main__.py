@@ -50,14 +50,16 @@ def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
             bar.close()
 
 
-def _load_backbone(key: str, *, device: str | None):
+def _load_backbone(key: str, *, device: str | None, runtime: str = "torch"):
     import torch
 
     from models import load_backbone
 
     # bf16 on a GPU roughly halves embedding time; on CPU autocast would only slow it down.
     precision = "bf16" if torch.cuda.is_available() and device != "cpu" else "fp32"
-    return load_backbone(key, device=device, precision=precision)
+    if runtime != "torch":
+        precision = "fp32"  # the exported graph runs float32 on the CPU
+    return load_backbone(key, device=device, precision=precision, runtime=runtime)
 
 
 def _library(path: str, *, decode: bool = False) -> CaseLibrary:
@@ -151,7 +153,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             existing = CaseIndex.load(out, backbone_key=key)
         except IndexMismatch as err:
             raise CommandError(f"{err} To replace the index in {out}, pass --rebuild.") from err
-    backbone = _load_backbone(key, device=args.device)
+    backbone = _load_backbone(key, device=args.device, runtime=args.runtime)
     if existing is not None:
         existing.check_backbone(weights_origin=backbone.weights_origin)
     start = time.perf_counter()
@@ -206,7 +208,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         )
     if args.k < 1:
         raise CommandError("-k must be at least 1.")
-    backbone = _load_backbone(index.key, device=args.device)
+    backbone = _load_backbone(index.key, device=args.device, runtime=args.runtime)
     exclude = args.exclude_case or ()
     if args.image is not None:
         if not Path(args.image).is_file():
@@ -248,7 +250,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_add(args: argparse.Namespace) -> int:
     index = CaseIndex.load(args.index)
-    backbone = _load_backbone(index.key, device=args.device)
+    backbone = _load_backbone(index.key, device=args.device, runtime=args.runtime)
     index.check_backbone(weights_origin=backbone.weights_origin)
     case_ids = [args.case_id] * len(args.images) if args.case_id else None
     keys = index.add_images(
@@ -266,6 +268,12 @@ def cmd_remove(args: argparse.Namespace) -> int:
         index.save()
     print(f"Removed {removed} case(s); {len(index)} remain.")
     return 0
+
+
+def _runtime_option(parser: argparse.ArgumentParser) -> None:
+    from models.runtime_onnx import RUNTIME_HELP, RUNTIMES
+
+    parser.add_argument("--runtime", choices=RUNTIMES, default="torch", help=RUNTIME_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -292,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rebuild", action="store_true", help="start afresh instead of updating")
     p.add_argument("--workers", type=int, default=None, help="image decoding processes")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: best available)")
+    _runtime_option(p)
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("search", help="nearest cases to an image or a text")
@@ -303,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude-case", action="append", help="case id to leave out (repeatable)")
     p.add_argument("--metric", choices=["cosine", "euclidean"], default="cosine")
     p.add_argument("--device", default=None)
+    _runtime_option(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_search)
 
@@ -316,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", required=True)
     p.add_argument("--case-id", default=None, help="one case id shared by these images")
     p.add_argument("--device", default=None)
+    _runtime_option(p)
     p.add_argument("images", nargs="+")
     p.set_defaults(func=cmd_add)
 

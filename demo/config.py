@@ -10,6 +10,7 @@ from pathlib import Path
 
 from data_index import cache_root
 from data_index.locations import REPO_ROOT
+from models.runtime_onnx import RUNTIME_HELP, RUNTIMES, parse_runtime
 
 DEFAULT_BACKBONE = "efficientnet-lite0"
 DEFAULT_PORT = 7860
@@ -25,6 +26,7 @@ class AppConfig:
     host: str
     port: int
     torch_threads: int | None = None  # None leaves torch's default
+    runtime: str = "torch"  # "onnx"/"openvino": image towers from an exported graph on the CPU
 
 
 def configure_torch(config: AppConfig) -> None:
@@ -77,6 +79,12 @@ def parse_config(
         default=int(env.get("DERMSEARCH_TORCH_THREADS") or 1),
         help="torch intra-op threads per request (env DERMSEARCH_TORCH_THREADS; default 1)",
     )
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default=env.get("DERMSEARCH_RUNTIME") or "torch",
+        help=f"embedding runtime (env DERMSEARCH_RUNTIME; default torch): {RUNTIME_HELP}",
+    )
     args, _unknown = parser.parse_known_args(list(argv or []))
     library = str(Path(args.library).expanduser().resolve()) if args.library else None
     return AppConfig(
@@ -85,6 +93,7 @@ def parse_config(
         host=args.host,
         port=args.port,
         torch_threads=max(1, args.torch_threads),
+        runtime=parse_runtime(args.runtime),
     )
 
 

@@ -36,7 +36,7 @@ MAX_UPLOAD = "500mb"
 
 def build_demo(config: AppConfig, *, state: AppState | None = None) -> gr.Blocks:
     """Build the Blocks app; nothing heavy happens here: libraries and models load on use."""
-    state = state or AppState()
+    state = state or AppState(runtime=config.runtime)
     extra = [config.library] if config.library else []
     choices = library_choices(extra=extra)
     runnable, _ = hs.backbone_choices()

@@ -42,9 +42,12 @@ class AppState:
     """Lazily loaded, shared objects. ``num_workers`` 0 embeds in the handler's thread: forking
     decoder processes from a threaded web server risks deadlocks for little gain on small CPUs."""
 
-    def __init__(self, *, num_workers: int = 0, device: str | None = None) -> None:
+    def __init__(
+        self, *, num_workers: int = 0, device: str | None = None, runtime: str = "torch"
+    ) -> None:
         self.num_workers = num_workers
         self.device = device
+        self.runtime = runtime
         self._guard = threading.Lock()
         self._locks: dict[tuple, threading.Lock] = {}
         self._backbones: dict[str, Backbone] = {}
@@ -62,7 +65,9 @@ class AppState:
         spec = get_spec(key)
         with self._lock("backbone", spec.key):
             if spec.key not in self._backbones:
-                self._backbones[spec.key] = load_backbone(spec.key, device=self.device)
+                self._backbones[spec.key] = load_backbone(
+                    spec.key, device=self.device, runtime=self.runtime
+                )
             return self._backbones[spec.key]
 
     def loaded_backbones(self) -> list[str]:

@@ -10,7 +10,14 @@ from pathlib import Path
 
 # The speed scripts, by module name under benchmarks.perf; each one's description is the first
 # line of its own docstring, so the list and the scripts cannot drift apart.
-SCRIPTS: tuple[str, ...] = ("app_latency", "audit", "backbones", "search")
+SCRIPTS: tuple[str, ...] = (
+    "app_latency",
+    "audit",
+    "backbones",
+    "runtimes",
+    "search",
+    "search_overhead",
+)
 
 
 def summary(name: str) -> str:
