@@ -155,3 +155,11 @@ def test_app_config_reads_the_runtime():
     assert parse_config([]).runtime == "torch"
     assert parse_config(["--runtime", "openvino"]).runtime == "openvino"
     assert parse_config([], env={"DERMSEARCH_RUNTIME": "onnx"}).runtime == "onnx"
+
+
+def test_app_state_loads_backbones_with_its_runtime(tmp_path, monkeypatch):
+    from demo.state import AppState
+
+    monkeypatch.setenv("DERMSEARCH_CACHE", str(tmp_path))
+    backbone = AppState(runtime="openvino").backbone("color-texture")
+    assert isinstance(backbone, ExportedBackbone) and backbone.runtime == "openvino"
