@@ -163,3 +163,12 @@ def test_app_state_loads_backbones_with_its_runtime(tmp_path, monkeypatch):
     monkeypatch.setenv("DERMSEARCH_CACHE", str(tmp_path))
     backbone = AppState(runtime="openvino").backbone("color-texture")
     assert isinstance(backbone, ExportedBackbone) and backbone.runtime == "openvino"
+
+
+def test_xception_with_tf_same_pooling_exports(tmp_path):
+    """Its 'same' max pooling pads from the input shape: the graph must keep those pads."""
+    torch.manual_seed(0)
+    eager = load_backbone("xception-ham10000", random_weights=True, device="cpu")
+    fast = ExportedBackbone(eager, runtime="onnx", graph_dir=tmp_path)
+    images = photos(3, 120)
+    assert min_cosine(eager.encode_images(images), fast.encode_images(images)) >= 0.9999

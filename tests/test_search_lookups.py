@@ -146,3 +146,14 @@ def test_expansion_settings_come_from_the_manifest(tmp_path, monkeypatch):
     idx.manifest["search"]["expansion_add"] = 77
     loaded = CaseIndex.load(idx.save(tmp_path / "idx"))
     assert (loaded.index.expansion_search, loaded.index.expansion_add) == (321, 77)
+
+
+def test_hits_are_ordinary_frozen_hits():
+    import dataclasses
+
+    from data_index.search import Hit
+
+    hit = synthetic_index(30).search_vector(np.ones(DIM), k=1)[0]
+    assert isinstance(hit, Hit) and dataclasses.replace(hit) == hit
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        hit.score = 0.0
