@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sys
 import threading
 import uuid
 from pathlib import Path
@@ -54,9 +55,22 @@ def _modules(backbone: Backbone) -> dict[str, torch.nn.Module]:
     return {n: m for n, m in sorted(vars(backbone).items()) if isinstance(m, torch.nn.Module)}
 
 
+def _source_files(backbone: Backbone) -> list[Path]:
+    """The files defining the backbone's class and every layer class it runs: a change to the
+    forward code there must not reuse a graph traced from the old code."""
+    names = {type(backbone).__module__}
+    for module in _modules(backbone).values():
+        names.update(type(m).__module__ for m in module.modules())
+    files = {getattr(sys.modules.get(n), "__file__", None) for n in names}
+    return sorted(Path(f) for f in files if f)
+
+
 def weights_hash(backbone: Backbone) -> str:
-    """sha256 over every tensor of the backbone's modules (names, dtypes, shapes, values)."""
+    """sha256 over every tensor of the backbone's modules (names, dtypes, shapes, values) and
+    the source of the code that runs them."""
     h = hashlib.sha256(f"{backbone.key}\n{torch.__version__}\nopset{OPSET}\n".encode())
+    for path in _source_files(backbone):
+        h.update(path.read_bytes())
     for name, module in _modules(backbone).items():
         for tensor_name, tensor in module.state_dict().items():
             t = tensor.detach().cpu().contiguous()
