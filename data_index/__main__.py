@@ -57,14 +57,16 @@ def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
             bar.close()
 
 
-def _load_backbone(key: str, *, device: str | None):
+def _load_backbone(key: str, *, device: str | None, runtime: str = "torch"):
     import torch
 
     from models import load_backbone
 
     # bf16 on a GPU roughly halves embedding time; on CPU autocast would only slow it down.
     precision = "bf16" if torch.cuda.is_available() and device != "cpu" else "fp32"
-    return load_backbone(key, device=device, precision=precision)
+    if runtime != "torch":
+        precision = "fp32"  # the exported graph runs float32 on the CPU
+    return load_backbone(key, device=device, precision=precision, runtime=runtime)
 
 
 def _library(path: str, *, decode: bool = False, args: argparse.Namespace | None = None):
@@ -162,7 +164,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             existing = CaseIndex.load(out, backbone_key=key)
         except IndexMismatch as err:
             raise CommandError(f"{err} To replace the index in {out}, pass --rebuild.") from err
-    backbone = _load_backbone(key, device=args.device)
+    backbone = _load_backbone(key, device=args.device, runtime=args.runtime)
     if existing is not None:
         existing.check_backbone(weights_origin=backbone.weights_origin)
     start = time.perf_counter()
@@ -252,7 +254,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise CommandError("-k must be at least 1.")
     if not 0 < args.coverage < 1:
         raise CommandError("--coverage must be between 0 and 1, e.g. 0.9.")
-    backbone = _load_backbone(index.key, device=args.device)
+    backbone = _load_backbone(index.key, device=args.device, runtime=args.runtime)
     exclude = args.exclude_case or ()
     groups = _copy_groups(index)
     if args.image is not None:
@@ -324,7 +326,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_add(args: argparse.Namespace) -> int:
     index = CaseIndex.load(args.index)
-    backbone = _load_backbone(index.key, device=args.device)
+    backbone = _load_backbone(index.key, device=args.device, runtime=args.runtime)
     index.check_backbone(weights_origin=backbone.weights_origin)
     case_ids = [args.case_id] * len(args.images) if args.case_id else None
     keys = index.add_images(
@@ -357,6 +359,12 @@ def _hub_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--case-column", default=None, help="Hub datasets: the case/lesion id column")
 
 
+def _runtime_option(parser: argparse.ArgumentParser) -> None:
+    from models.runtime_onnx import RUNTIME_HELP, RUNTIMES
+
+    parser.add_argument("--runtime", choices=RUNTIMES, default="torch", help=RUNTIME_HELP)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m data_index",
@@ -383,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rebuild", action="store_true", help="start afresh instead of updating")
     p.add_argument("--workers", type=int, default=None, help="image decoding processes")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: best available)")
+    _runtime_option(p)
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("search", help="nearest cases to an image or a text")
@@ -398,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--coverage", type=float, default=0.9, help="of the prediction set (default 0.9)"
     )
     p.add_argument("--device", default=None)
+    _runtime_option(p)
     p.add_argument("--json", action="store_true", help="hits, vote, prediction set, flags")
     p.set_defaults(func=cmd_search)
 
@@ -420,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", required=True)
     p.add_argument("--case-id", default=None, help="one case id shared by these images")
     p.add_argument("--device", default=None)
+    _runtime_option(p)
     p.add_argument("images", nargs="+")
     p.set_defaults(func=cmd_add)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from data_index.changes import cases_from_files, diff_cases
 from data_index.embed import embed_cases, embed_library
 from data_index.library import CORE_COLUMNS, CaseLibrary
 from data_index.locations import default_index_dir
-from data_index.search import Hit, SearchMetric, search_vector
+from data_index.search import CaseTable, Hit, SearchMetric, search_vector, search_vectors
 from data_index.store import (
     CONNECTIVITY,
     EXPANSION_ADD,
@@ -76,7 +76,8 @@ class CaseIndex:
         self.raw = raw
         self.manifest = manifest
         self.path = path
-        self._reindex()
+        self._table: CaseTable | None = None
+        self._table_of: pd.DataFrame | None = None
 
     # --- construction ----------------------------------------------------------------------
     @classmethod
@@ -232,8 +233,13 @@ class CaseIndex:
         return l2_normalize(self.raw) if len(self.raw) else self.raw.copy()
 
     # --- changes ---------------------------------------------------------------------------
-    def _reindex(self) -> None:
-        self._row_of = pd.Index(self.cases["key"].to_numpy(np.int64))
+    @property
+    def table(self) -> CaseTable:
+        """Query lookups over ``cases``, rebuilt only when ``cases`` is replaced, so a query's
+        own work stays O(k) however large the library is."""
+        if self._table is None or self._table_of is not self.cases:
+            self._table, self._table_of = CaseTable(self.cases), self.cases
+        return self._table
 
     def _append(
         self, cases: pd.DataFrame, unit: np.ndarray, raw: np.ndarray, *, keys: np.ndarray
@@ -252,7 +258,6 @@ class CaseIndex:
         self.cases = self.cases.reset_index(drop=True)
         self.raw = np.concatenate([self.raw, raw.astype(np.float32)])
         self.manifest["next_key"] = int(max(self.manifest["next_key"], keys.max() + 1))
-        self._reindex()
         return keys
 
     def add_cases(
@@ -304,14 +309,13 @@ class CaseIndex:
     def remove(self, keys: list[int] | np.ndarray) -> int:
         """Remove cases by key; returns how many were present. Keys are never reused."""
         keys = np.unique(np.asarray(keys, dtype=np.int64))
-        present = keys[self._row_of.get_indexer(keys) >= 0]
+        present = keys[self.row_positions(keys) >= 0]
         if len(present) == 0:
             return 0
         self.index.remove(present.astype(np.uint64))
         keep = ~self.cases["key"].isin(present).to_numpy()
         self.cases = self.cases[keep].reset_index(drop=True)
         self.raw = self.raw[keep]
-        self._reindex()
         return len(present)
 
     def sync(
@@ -358,7 +362,9 @@ class CaseIndex:
     # --- search ----------------------------------------------------------------------------
     def row_positions(self, keys: list[int] | np.ndarray) -> np.ndarray:
         """Row numbers in ``cases`` (and ``raw``) of the given keys; -1 for absent keys."""
-        return self._row_of.get_indexer(np.asarray(keys, dtype=np.int64))
+        row_of = self.table.row_of
+        wanted = np.asarray(keys, dtype=np.int64).tolist()
+        return np.fromiter((row_of.get(k, -1) for k in wanted), dtype=np.intp, count=len(wanted))
 
     def search_vector(
         self,
@@ -371,6 +377,17 @@ class CaseIndex:
         """Nearest cases to an embedding. Cosine takes any vector of the index's backbone;
         ``"euclidean"`` compares raw (un-normalised) embeddings, so pass a raw query."""
         return search_vector(self, query, k=k, exclude_case_ids=exclude_case_ids, metric=metric)
+
+    def search_vectors(
+        self,
+        queries: np.ndarray,
+        *,
+        k: int = 10,
+        exclude_case_ids: Sequence[Iterable[str]] | None = None,
+    ) -> list[list[Hit]]:
+        """Cosine ``search_vector`` for every row of ``queries`` in one usearch batch call;
+        ``exclude_case_ids[i]`` lists the cases left out of query ``i``."""
+        return search_vectors(self, queries, k=k, exclude_case_ids=exclude_case_ids)
 
     def search_image(
         self,

@@ -241,6 +241,11 @@ def load_version(path: str | Path) -> tuple[dict[str, Any], Index, pd.DataFrame,
         raise IndexMismatch(f"The index in {folder} is inconsistent: " + "; ".join(problems))
     index = new_usearch_index(dim, dtype)
     index.load(str(folder / INDEX_FILE))
+    # The graph's expansion settings are the manifest's, so an index tuned for a large library
+    # keeps its recall when reopened rather than falling back to this module's defaults.
+    settings = manifest.get("search", {})
+    index.expansion_add = int(settings.get("expansion_add", EXPANSION_ADD))
+    index.expansion_search = int(settings.get("expansion_search", EXPANSION_SEARCH))
     keys = cases["key"].to_numpy(np.uint64)
     if len(set(keys.tolist())) != len(keys) or not np.all(index.contains(keys)):
         raise IndexMismatch(f"The cases table in {folder} does not match the index keys.")

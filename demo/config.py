@@ -11,6 +11,7 @@ from pathlib import Path
 from data_index import cache_root
 from data_index.hub import is_hub_source, materialise, read_card
 from data_index.locations import REPO_ROOT
+from models.runtime_onnx import RUNTIME_HELP, RUNTIMES, parse_runtime
 
 DEFAULT_BACKBONE = "efficientnet-lite0"
 DEFAULT_PORT = 7860
@@ -36,6 +37,7 @@ class AppConfig:
     # Uploads are private to their session unless the operator shares them (private servers).
     allow_shared_uploads: bool = False
     upload_ttl_minutes: float = 60.0
+    runtime: str = "torch"  # "onnx"/"openvino": image towers from an exported graph on the CPU
 
 
 def configure_torch(config: AppConfig) -> None:
@@ -109,6 +111,12 @@ def parse_config(
         help="a private upload is deleted this long after it was added, or when its session "
         "ends (env DERMSEARCH_UPLOAD_TTL_MINUTES; default 60)",
     )
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default=env.get("DERMSEARCH_RUNTIME") or "torch",
+        help=f"embedding runtime (env DERMSEARCH_RUNTIME; default torch): {RUNTIME_HELP}",
+    )
     args, _unknown = parser.parse_known_args(list(argv or []))
     library = args.library or None
     if library and not is_hub_source(library):
@@ -124,6 +132,7 @@ def parse_config(
         max_cases=args.max_cases,
         allow_shared_uploads=bool(args.allow_shared_uploads),
         upload_ttl_minutes=max(0.05, args.upload_ttl_minutes),
+        runtime=parse_runtime(args.runtime),
     )
 
 

@@ -68,7 +68,7 @@ def build_demo(config: AppConfig, *, state: AppState | None = None) -> gr.Blocks
     """Build the Blocks app; nothing heavy happens here: libraries and models load on use."""
     tile_cache.install()
     config = local_library(config)
-    state = state or AppState(catalog=app_catalog(config))
+    state = state or AppState(catalog=app_catalog(config), runtime=config.runtime)
     choices = state.catalog.choices()
     # A first visit lands on a ready Search tab whenever any library is on offer.
     start = state.catalog.id_of(config.library) if config.library else None

@@ -59,9 +59,11 @@ class AppState:
         num_workers: int = 0,
         device: str | None = None,
         catalog: LibraryCatalog | None = None,
+        runtime: str = "torch",
     ) -> None:
         self.num_workers = num_workers
         self.device = device
+        self.runtime = runtime
         self.catalog = catalog or LibraryCatalog.permissive()
         self.catalog.on_forget.append(self.forget_library)
         self._guard = threading.Lock()
@@ -81,7 +83,9 @@ class AppState:
         spec = get_spec(key)
         with self._lock("backbone", spec.key):
             if spec.key not in self._backbones:
-                self._backbones[spec.key] = load_backbone(spec.key, device=self.device)
+                self._backbones[spec.key] = load_backbone(
+                    spec.key, device=self.device, runtime=self.runtime
+                )
             return self._backbones[spec.key]
 
     def loaded_backbones(self) -> list[str]:

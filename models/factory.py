@@ -9,6 +9,7 @@ from pathlib import Path
 
 from models.base import Backbone, Precision, WeightsUnavailable
 from models.registry import SPECS, SPECS_BY_KEY
+from models.runtime_onnx import parse_runtime
 from models.spec import BackboneSpec
 from models.weights import Availability, availability, hub_offline, missing_weights_error
 
@@ -129,12 +130,18 @@ def load_backbone(
     batch_size: int = 32,
     precision: Precision = "fp32",
     random_weights: bool = False,
+    runtime: str = "torch",
 ) -> Backbone:
     """Build a backbone by name; ``random_weights`` gives an architecture-only model (timing only).
+    ``runtime`` "onnx" or "openvino" runs the image tower from its exported graph on the CPU
+    (``models.runtime_onnx``); "torch" is eager PyTorch on ``device``.
 
     Raises ``UnknownBackbone`` for a bad name and ``WeightsUnavailable`` (one sentence saying
     what is missing and how to provide it) when the weights are not on this machine.
     """
+    runtime = parse_runtime(runtime)
+    if runtime != "torch" and device not in (None, "auto", "cpu"):
+        raise ValueError(f"Runtime '{runtime}' runs on the CPU; drop device={device!r}.")
     spec = get_spec(name)
     if spec.unsupported:
         raise WeightsUnavailable(
@@ -150,4 +157,11 @@ def load_backbone(
         "precision": precision,
         "random_weights": random_weights,
     }
-    return resolve_loader(spec.options.get("loader", spec.library))(spec, **kwargs)
+    if runtime != "torch":
+        kwargs["device"] = "cpu"
+    eager = resolve_loader(spec.options.get("loader", spec.library))(spec, **kwargs)
+    if runtime == "torch":
+        return eager
+    from models.runtime_onnx import ExportedBackbone  # imports onnxruntime/openvino lazily
+
+    return ExportedBackbone(eager, runtime=runtime)

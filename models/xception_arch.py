@@ -49,7 +49,9 @@ def max_pool_same(x: torch.Tensor) -> torch.Tensor:
     Even sizes need 1 pixel, put after the image only; a symmetric pad would shift every window.
     """
     pads = []
-    for size in (x.shape[-1], x.shape[-2]):
+    # Plain ints, so an exported ONNX graph (fixed spatial size) carries these pads as
+    # constants: traced shape arithmetic here came out as pads that shrink the map by a pixel.
+    for size in (int(x.shape[-1]), int(x.shape[-2])):
         total = max((-(-size // 2) - 1) * 2 + 3 - size, 0)
         pads += [total // 2, total - total // 2]
     return F.max_pool2d(F.pad(x, pads, value=float("-inf")), 3, 2)

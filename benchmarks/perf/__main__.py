@@ -16,7 +16,9 @@ SCRIPTS: tuple[str, ...] = (
     "audit",
     "backbones",
     "pointing_game",
+    "runtimes",
     "search",
+    "search_overhead",
     "space_rehearsal",
 )
 
