@@ -44,6 +44,7 @@ import numpy as np
 
 from data_index.audit.features import ImageSignature, signature_of_path, zoom_windows
 from data_index.audit.groups import split_weak_groups
+from data_index.audit.masking import masked_signature
 from data_index.audit.match import (
     MatchSettings,
     PairEvidence,
@@ -53,7 +54,7 @@ from data_index.audit.match import (
     verify_pair,
     window_scores,
 )
-from data_index.audit.overlays import content_mask, learn_overlay_cells, masked_signature
+from data_index.audit.overlays import content_mask, learn_overlay_cells
 from data_index.audit.report import (
     CrossDuplicate,
     CrossReport,
