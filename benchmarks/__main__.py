@@ -30,6 +30,7 @@ from benchmarks.records import export_csv, read_records
 from benchmarks.report import load, markdown_report, save_plots
 from benchmarks.runner import BenchmarkCancelled, check_backbones, open_library, run_benchmark
 from data_index.locations import cache_root, slug
+from data_index.variants import VARIANTS, parse_variants
 
 EXIT_ERROR = 2
 RUNS_FOLDER = "benchmark-runs"  # under the cache root, beside embeddings and indexes
@@ -73,6 +74,13 @@ def _parser() -> argparse.ArgumentParser:
         "committed results)",
     )
     run.add_argument("--csv", help="also write every record of --out (or of this run) as CSV")
+    run.add_argument(
+        "--variants",
+        type=parse_variants,
+        default=[],
+        help="comma-separated retrieval variants measured against their plain backbone, "
+        f"leave-one-case-out: {', '.join(VARIANTS)} (fusion:a+b[+c] of --backbones)",
+    )
     run.add_argument(
         "--random-weights",
         action="store_true",
@@ -130,6 +138,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             device=args.device,
             latency=settings,
             num_workers=args.workers,
+            variants=args.variants,
         )
         _print_summary(records)
         print(f"{len(records)} record(s) of {library.name} appended to {out}")

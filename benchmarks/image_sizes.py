@@ -10,13 +10,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from benchmarks.ablations import IMAGE_SIZES, downsample_image, image_size_ablation
 from benchmarks.retrieval import RetrievalRun
-from data_index.embed_cache import EmbeddingCache
-from models import Backbone, open_image
-from models.base import l2_normalize
+from data_index.embed_transformed import embed_transformed
+from models import Backbone
 
 
 def embed_shrunk(
@@ -29,29 +27,14 @@ def embed_shrunk(
 ) -> np.ndarray:
     """Unit vectors of every image centre-cropped and shrunk to ``size`` px (then the
     backbone's own preprocessing scales it back up, so lost detail stays lost)."""
-    if len(paths) != len(sha1s):
-        raise ValueError("Give one sha1 per path.")
-    cache = None
-    if backbone.weights_origin == "pretrained":
-        cache = EmbeddingCache(
-            backbone_key=f"{backbone.key}@{size}px",
-            weights_origin=backbone.weights_origin,
-            root=cache_dir,
-        )
-    found = cache.lookup(list(sha1s), dim=backbone.spec.dim or None) if cache else {}
-    todo = [i for i, h in enumerate(sha1s) if h not in found]
-    fresh: dict[str, np.ndarray] = {}
-    for start in range(0, len(todo), backbone.batch_size):
-        rows = todo[start : start + backbone.batch_size]
-        batch = torch.stack(
-            [backbone.preprocess(downsample_image(open_image(paths[i]), size=size)) for i in rows]
-        )
-        out = backbone.embed_batch(batch, normalize=False)
-        fresh.update({sha1s[i]: out[j] for j, i in enumerate(rows)})
-    if cache is not None and fresh:
-        cache.store(list(fresh), np.stack(list(fresh.values())))
-    lookup = {**found, **fresh}
-    return l2_normalize(np.stack([lookup[h] for h in sha1s]).astype(np.float32))
+    return embed_transformed(
+        backbone,
+        paths=paths,
+        sha1s=sha1s,
+        tag=f"{size}px",
+        transform=lambda image: downsample_image(image, size=size),
+        cache_dir=cache_dir,
+    )
 
 
 def image_size_runs(

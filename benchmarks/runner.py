@@ -31,6 +31,7 @@ from benchmarks.latency import (
 from benchmarks.protocols import parse_protocols, protocol_records
 from benchmarks.records import append_records
 from benchmarks.timing import machine_description
+from benchmarks.variants import variant_records
 from data_index.audit import DuplicateReport, audit_library
 from data_index.case_index import CaseIndex
 from data_index.library import CaseLibrary
@@ -128,10 +129,13 @@ def run_benchmark(
     load: Callable[[str], Backbone] | None = None,
     embeddings_cache: Path | None = None,
     num_workers: int | None = None,
+    variants: Sequence[str] = (),
 ) -> list[dict]:
     """Run every protocol for every backbone on one library; return (and append to ``out``)
-    the records. ``load`` may hand over already loaded backbones (the app's cache);
-    ``progress(fraction, message)`` reports, ``should_stop()`` cancels between steps."""
+    the records. ``variants`` (names of `data_index.variants`) are then measured against
+    their plain backbones on the same embeddings (`benchmarks.variants`). ``load`` may hand
+    over already loaded backbones (the app's cache); ``progress(fraction, message)`` reports,
+    ``should_stop()`` cancels between steps."""
     names = parse_protocols(protocols)
     keys = check_backbones(backbones, random_weights=random_weights)
     lib = open_library(library)
@@ -168,6 +172,7 @@ def run_benchmark(
             "duplicate_level": "copy",
             "n_possible_copies": len(dups.possible),
         }
+    views: dict[str, Embedded] = {}
     for i, key in enumerate(keys):
         share = 0.9 / len(keys)
         base = 0.1 + i * share
@@ -183,7 +188,7 @@ def run_benchmark(
         )
         if random_weights and backbone.weights_origin != "architecture-only":
             raise ValueError(f"{key} was loaded with pretrained weights; random weights asked.")
-        found = _backbone_records(
+        found, views[key] = _backbone_records(
             lib, backbone, names, latency, step, embeddings_cache, num_workers, dups, relpaths_all
         )
         run = {
@@ -207,6 +212,12 @@ def run_benchmark(
             append_records(batch, Path(out))
         records += batch
         step(1.0, "done")
+    if variants and not random_weights:
+        say(1.0, f"{lib.name}: retrieval variants {', '.join(variants)}")
+        found = [{**common, **r} for r in variant_records(views, variants)]
+        if out is not None:
+            append_records(found, Path(out))
+        records += found
     return records
 
 
@@ -220,7 +231,7 @@ def _backbone_records(
     num_workers: int | None,
     dups: DuplicateReport | None,
     relpaths_all: list[str],
-) -> list[dict]:
+) -> tuple[list[dict], Embedded]:
     """Latency, then each protocol (each skipped, with its reason, where it cannot run), for
     one backbone on one library."""
 
@@ -272,4 +283,4 @@ def _backbone_records(
             if record["metric"] == "skipped":
                 step(0.7 + 0.3 * (j + 1) / len(names), f"{name} skipped: {record['reason']}")
         out += [{**sizes, **record} for record in found]
-    return out
+    return out, view
