@@ -9,8 +9,6 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt |
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
-	# sklesion's declared pins pull TensorFlow and numpy 1.x: we only read its model file.
-	$(BIN)/pip install -q --disable-pip-version-check --no-deps sklesion==0.2.2
 	@rm -f $(VENV)/.installed-*; touch $@
 
 env: $(STAMP)

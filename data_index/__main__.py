@@ -1,4 +1,5 @@
-"""`python -m data_index`: validate a case library, build and update its index, search it.
+"""`python -m data_index`: validate a case library, build and update its index, search it,
+export it as a bundle that opens elsewhere without embedding anything.
 
 Exit codes: 0 done; 1 `validate` found problems; 2 the command could not run (bad path,
 unknown backbone, missing weights, empty library, mismatched index ...), said on stderr.
@@ -14,7 +15,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from data_index.bundle import export_bundle, is_bundle, open_bundle_index
 from data_index.case_index import EXACT_SEARCH_MAX_CASES, CaseIndex
+from data_index.hub import HubColumns
 from data_index.library import CaseLibrary
 from data_index.locations import default_index_dir
 from data_index.search import Hit
@@ -60,9 +63,13 @@ def _load_backbone(key: str, *, device: str | None):
     return load_backbone(key, device=device, precision=precision)
 
 
-def _library(path: str, *, decode: bool = False) -> CaseLibrary:
-    with progress_bar("checking files") as bar:
-        return CaseLibrary.load(path, decode=decode, progress=bar)
+def _library(path: str, *, decode: bool = False, args: argparse.Namespace | None = None):
+    hub = {}
+    if args is not None:
+        columns = HubColumns(args.image_column, args.label_column, args.case_column)
+        hub = {"max_cases": args.max_cases, "hub_columns": columns}
+    with progress_bar("reading cases") as bar:
+        return CaseLibrary.load(path, decode=decode, progress=bar, **hub)
 
 
 def _summary(report: ValidationReport) -> str:
@@ -77,7 +84,7 @@ def _summary(report: ValidationReport) -> str:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    library = _library(args.library, decode=not args.headers_only)
+    library = _library(args.library, decode=not args.headers_only, args=args)
     report = library.report
     audit = None
     if not args.no_audit and len(library):
@@ -180,7 +187,7 @@ def _audit_text(audit, cases, max_items: int) -> str:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    library = _library(args.library)
+    library = _library(args.library, args=args)
     if len(library) == 0:
         raise CommandError(
             f"The library {args.library} has no usable images: {_summary(library.report)}"
@@ -241,8 +248,18 @@ def _print_hits(hits: list[Hit], *, as_json: bool, score_name: str) -> None:
         print(f"{h.rank:>3}  {score_name} {h.score:.4f}  {h.label:<24} {h.case_id:<32} {h.path}")
 
 
+def _open_index(path: str, *, backbone: str | None = None) -> CaseIndex:
+    """An index folder, or a bundle's index (for ``backbone``, or its only one)."""
+    if is_bundle(path):
+        return open_bundle_index(path, backbone_key=backbone)
+    index = CaseIndex.load(path)
+    if backbone is not None:
+        index.check_backbone(backbone_key=backbone)
+    return index
+
+
 def cmd_search(args: argparse.Namespace) -> int:
-    index = CaseIndex.load(args.index)
+    index = _open_index(args.index, backbone=args.backbone)
     if index.weights_origin != "pretrained":
         raise CommandError(
             "This index holds architecture-only (random-weight) vectors, made for timing: "
@@ -267,9 +284,20 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    with progress_bar("thumbnails") as bar:
+        info = export_bundle(args.index, args.out, licence_from=args.library, progress=bar)
+    licence = ", ".join(info["licence_files"]) or "none found (add the library's terms by hand)"
+    print(
+        f"Bundle {args.out}: {info['count']} cases, indexes for "
+        f"{', '.join(sorted(info['indexes']))}; licence files: {licence}."
+    )
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
-    index = CaseIndex.load(args.index)
-    manifest = {**index.manifest, "version_dir": str(resolve_version(args.index))}
+    index = _open_index(args.index, backbone=args.backbone)
+    manifest = {**index.manifest, "version_dir": str(resolve_version(index.path))}
     if args.json:
         print(json.dumps(manifest, indent=2, default=str))
         return 0
@@ -312,6 +340,19 @@ def cmd_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+LIBRARY_HELP = (
+    "class folders, a manifest, a zip, a bundle, hf://datasets/<org>/<name>[@rev][:split] "
+    "or a folder in the Hub's parquet layout"
+)
+
+
+def _hub_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-cases", type=int, default=None, help="Hub datasets: a seeded sample")
+    p.add_argument("--image-column", default=None, help="Hub datasets: the image column")
+    p.add_argument("--label-column", default=None, help="Hub datasets: the label column")
+    p.add_argument("--case-column", default=None, help="Hub datasets: the case/lesion id column")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m data_index",
@@ -321,7 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("validate", help="check a library and print what was found")
-    p.add_argument("--library", required=True, help="class folders, manifest, or a zip")
+    p.add_argument("--library", required=True, help=LIBRARY_HELP)
+    _hub_flags(p)
     p.add_argument("--headers-only", action="store_true", help="skip decoding every pixel")
     p.add_argument("--max-items", type=int, default=20, help="longest list printed")
     p.add_argument("--json", action="store_true")
@@ -340,7 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_not_copy)
 
     p = sub.add_parser("build", help="embed a library and index it (updates an existing index)")
-    p.add_argument("--library", required=True)
+    p.add_argument("--library", required=True, help=LIBRARY_HELP)
+    _hub_flags(p)
     p.add_argument("--backbone", required=True, help="registry key (python -m models list)")
     p.add_argument("--out", help="index folder (default: <cache>/indexes/<library>--<backbone>)")
     p.add_argument("--dtype", choices=["f32", "f16"], default="f32")
@@ -350,7 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("search", help="nearest cases to an image or a text")
-    p.add_argument("--index", required=True)
+    p.add_argument("--index", required=True, help="an index folder or a bundle")
+    p.add_argument("--backbone", default=None, help="which of a bundle's indexes (if several)")
     query = p.add_mutually_exclusive_group(required=True)
     query.add_argument("--image")
     query.add_argument("--text")
@@ -362,9 +406,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("info", help="describe an index")
-    p.add_argument("--index", required=True)
+    p.add_argument("--index", required=True, help="an index folder or a bundle")
+    p.add_argument("--backbone", default=None, help="which of a bundle's indexes (if several)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("export", help="write a bundle: thumbnails, indexes, licence, no images")
+    p.add_argument(
+        "--index", required=True, action="append", help="index folder (repeat: one per backbone)"
+    )
+    p.add_argument("--out", required=True, help="new folder for the bundle")
+    p.add_argument("--library", default=None, help="where the licence files are (default: root)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("add", help="add image files (referenced in place) to an index")
     p.add_argument("--index", required=True)

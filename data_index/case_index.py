@@ -28,6 +28,7 @@ from data_index.store import (
     load_version,
     new_usearch_index,
     package_versions,
+    resolve_version,
     write_version,
 )
 from data_index.validation import Progress
@@ -153,6 +154,11 @@ class CaseIndex:
         """Open a saved index, checking its files agree with each other and, when given, with
         the backbone the caller will embed queries with. Raises ``IndexMismatch`` otherwise."""
         manifest, index, cases, raw = load_version(path)
+        root = manifest.get("library", {}).get("root", "")
+        if root and not Path(root).is_absolute():
+            # A relocatable index (a bundle's) names its images relative to its own folder.
+            base = (resolve_version(path).parent / root).resolve()
+            cases["path"] = [str(base / rel) for rel in cases["relpath"]]
         idx = cls(index=index, cases=cases, raw=raw, manifest=manifest, path=Path(path))
         idx.check_backbone(backbone_key=backbone_key, weights_origin=weights_origin)
         return idx

@@ -11,6 +11,14 @@ import numpy as np
 import pandas as pd
 
 from data_index.archive import extract_zip, library_folder
+from data_index.hub import (
+    HubColumns,
+    is_hub_folder,
+    is_hub_source,
+    materialise,
+    parse_hub_source,
+    read_card,
+)
 from data_index.validation import (
     DuplicateGroup,
     Problem,
@@ -50,9 +58,17 @@ class CaseLibrary:
         decode: bool = False,
         name: str | None = None,
         progress: Progress | None = None,
+        max_cases: int | None = None,
+        hub_columns: HubColumns | None = None,
     ) -> CaseLibrary:
         """Load a class-folder tree, a manifest file, a folder holding ``manifest.csv`` (preferred
-        over its class folders) or a zip of either. ``decode`` checks every pixel (slow)."""
+        over its class folders), a zip of either, or a Hugging Face dataset (``hf://...`` or a
+        folder in the Hub's layout; ``max_cases`` draws a seeded sample of it, ``hub_columns``
+        names its columns). ``decode`` checks every pixel (slow)."""
+        if is_hub_source(source) or is_hub_folder(source):
+            hub = parse_hub_source(source)
+            name = name or hub.name
+            source = materialise(hub, columns=hub_columns, max_cases=max_cases, progress=progress)
         source = Path(source).expanduser()
         if not source.exists():
             raise ValueError(f"The library {source} does not exist.")
@@ -71,6 +87,9 @@ class CaseLibrary:
             folder, manifest = source.parent, source
         if manifest is None:
             manifest = next((folder / n for n in MANIFEST_NAMES if (folder / n).is_file()), None)
+        card = read_card(folder)
+        if name is None and card is not None:
+            name = card.get("name") or None  # an unpacked Hub dataset keeps the dataset's name
         if name is None:
             name = folder.name if manifest is None or manifest.stem == "manifest" else manifest.stem
         if manifest is not None:

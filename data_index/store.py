@@ -32,6 +32,8 @@ import pandas as pd
 from usearch.index import Index, MetricKind, ScalarKind
 
 POINTER = "CURRENT"
+# Marks a folder as an index bundle (data_index/bundle.py) and describes its indexes.
+BUNDLE_FILE = "bundle.json"
 INDEX_FILE = "index.usearch"
 CASES_FILE = "cases.parquet"
 RAW_FILE = "raw.npy"

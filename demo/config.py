@@ -5,26 +5,34 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from data_index import cache_root
+from data_index.hub import is_hub_source, materialise, read_card
 from data_index.locations import REPO_ROOT
 
 DEFAULT_BACKBONE = "efficientnet-lite0"
 DEFAULT_PORT = 7860
+# The getting-started page's one-click library: HAM10000 as mirrored on the Hub (its test
+# split), sampled. HAM10000 is CC BY-NC-SA 4.0 (Tschandl et al. 2018): a non-commercial public
+# Space may show it with attribution; the mirror's card states no licence of its own.
+DEMO_LIBRARY = "hf://datasets/marmal88/skin_cancer:test"
+DEMO_CASES = 300
 LIBRARY_SUFFIXES = (".zip", ".csv", ".parquet")
 
 
 @dataclass(frozen=True)
 class AppConfig:
-    """What the app starts with; ``library`` None opens it on the Library tab."""
+    """What the app starts with: the configured library, else the first shared dataset; None
+    (neither) opens the app on its getting-started page."""
 
     library: str | None
     backbone: str
     host: str
     port: int
     torch_threads: int | None = None  # None leaves torch's default
+    max_cases: int | None = None  # a sample of a Hugging Face library
 
 
 def configure_torch(config: AppConfig) -> None:
@@ -52,8 +60,14 @@ def parse_config(
     parser.add_argument(
         "--library",
         default=env.get("DERMSEARCH_LIBRARY") or None,
-        help="case library: folder of class folders, manifest CSV/Parquet, or zip "
-        "(env DERMSEARCH_LIBRARY)",
+        help="case library: folder of class folders, manifest CSV/Parquet, zip, bundle, or "
+        "hf://datasets/<org>/<name>[@rev][:split] (env DERMSEARCH_LIBRARY)",
+    )
+    parser.add_argument(
+        "--max-cases",
+        type=int,
+        default=int(env.get("DERMSEARCH_MAX_CASES") or 0) or None,
+        help="a Hugging Face library: a seeded sample of N cases (env DERMSEARCH_MAX_CASES)",
     )
     parser.add_argument(
         "--backbone",
@@ -78,20 +92,43 @@ def parse_config(
         help="torch intra-op threads per request (env DERMSEARCH_TORCH_THREADS; default 1)",
     )
     args, _unknown = parser.parse_known_args(list(argv or []))
-    library = str(Path(args.library).expanduser().resolve()) if args.library else None
+    library = args.library or None
+    if library and not is_hub_source(library):
+        library = str(Path(library).expanduser().resolve())
+    if library is None:
+        library = first_shared_library(env)
     return AppConfig(
         library=library,
         backbone=args.backbone,
         host=args.host,
         port=args.port,
         torch_threads=max(1, args.torch_threads),
+        max_cases=args.max_cases,
     )
 
 
-def shared_datasets_dir() -> Path:
+def local_library(config: AppConfig) -> AppConfig:
+    """A Hugging Face library is unpacked into the cache (once; later starts reuse it) and the
+    app opens that folder like any other."""
+    if config.library and is_hub_source(config.library):
+        folder = materialise(config.library, max_cases=config.max_cases)
+        return replace(config, library=str(folder))
+    return config
+
+
+def shared_datasets_dir(env: Mapping[str, str] | None = None) -> Path:
     """``../shared/datasets`` beside the checkout (``DERMSEARCH_SHARED`` moves ``../shared``)."""
-    shared = os.environ.get("DERMSEARCH_SHARED")
+    shared = (os.environ if env is None else env).get("DERMSEARCH_SHARED")
     return (Path(shared).expanduser() if shared else REPO_ROOT.parent / "shared") / "datasets"
+
+
+def first_shared_library(env: Mapping[str, str] | None = None) -> str | None:
+    """The library a first visit opens when none is configured: the first shared dataset."""
+    shared = shared_datasets_dir(env)
+    if not shared.is_dir():
+        return None
+    found = sorted(p for p in shared.iterdir() if _is_library(p))
+    return str(found[0].resolve()) if found else None
 
 
 def uploads_dir() -> Path:
@@ -137,6 +174,9 @@ def library_display_name(path: str) -> str:
     """A short name for a library path: the folder, or the file's stem (its folder for
     ``manifest.csv``)."""
     p = Path(path)
+    card = read_card(p) if p.is_dir() else None
+    if card is not None and card.get("name"):
+        return card["name"]
     if not p.is_file():
         return p.name
     return p.parent.name if p.stem == "manifest" else p.stem

@@ -13,9 +13,11 @@ from PIL import Image
 
 from data_index import CaseLibrary
 from data_index.audit import POLICIES, audit_library, render_group_strip, write_audited_manifest
+from data_index.bundle import is_bundle, read_bundle
+from data_index.hub import materialise, read_card
 from data_index.locations import slug
 from demo import handlers_audit
-from demo.config import library_choices, library_display_name, uploads_dir
+from demo.config import DEMO_CASES, DEMO_LIBRARY, library_choices, library_display_name, uploads_dir
 from demo.state import AppState, Progress
 from models import get_spec, list_specs
 from models.weights import availability
@@ -44,7 +46,40 @@ def library_summary(state: AppState, library_path: str | None, *, reload: bool =
         f"`{library.root}` · {library.layout} layout · **{len(library)} usable images** of "
         f"{report.images_found} found · {len(library.labels)} classes · {verdict}.\n\n"
         f"Fingerprint `{library.fingerprint[:12]}` (changes when files, labels or case ids change)."
+        + terms_of_use(library)
     )
+
+
+def load_demo_library(progress: Progress | None = None) -> tuple[str, list[tuple[str, str]]]:
+    """Unpack the public demo library from the Hugging Face Hub (the one step that needs the
+    internet); returns its folder and the library choices that now include it."""
+
+    def step(done: int, total: int) -> None:
+        if progress is not None:
+            progress(done / max(total, 1), f"downloading case {done} of {total}")
+
+    folder = str(materialise(DEMO_LIBRARY, max_cases=DEMO_CASES, progress=step))
+    return folder, library_choices(extra=[folder])
+
+
+def terms_of_use(library: CaseLibrary) -> str:
+    """Licence and citation from a Hugging Face dataset card, or a bundle's licence files."""
+    card = read_card(library.root)
+    if card is not None:
+        sample = card.get("sample") or {}
+        drawn = f" (a sample of {sample['max_cases']} cases)" if sample else ""
+        text = (
+            f"\n\n**From the Hugging Face dataset** {card['source']}{drawn}. "
+            f"Licence: **{card.get('licence') or 'not stated on its card'}**."
+        )
+        if card.get("citation"):
+            text += f" Cite it as:\n\n```\n{card['citation']}\n```"
+        return text
+    if is_bundle(library.root):
+        files = read_bundle(library.root).get("licence_files") or []
+        where = ", ".join(f"`{f}`" for f in files) or "no licence file (ask its author)"
+        return f"\n\n**A prebuilt bundle**: its terms of use are in {where}."
+    return ""
 
 
 def class_counts(state: AppState, library_path: str | None) -> pd.DataFrame:

@@ -6,8 +6,9 @@ from typing import Any
 
 import gradio as gr
 
+import demo.handlers_library as hl
 import demo.handlers_search as hs
-from demo.config import AppConfig, library_choices, served_roots
+from demo.config import DEMO_CASES, AppConfig, library_choices, local_library, served_roots
 from demo.errors import guarded
 from demo.handlers_models import registry_table
 from demo.state import AppState
@@ -28,17 +29,28 @@ CSS = """
 /* Duplicate strips are wide: show them whole rather than cropped to squares. */
 #library-audit .thumbnail-item, #library-duplicates .thumbnail-item { aspect-ratio: 5 / 2; }
 """
+GETTING_STARTED = (
+    "### No case library here yet\n"
+    "A case library is a set of photos labelled with their diagnoses: upload a zip of class "
+    "folders (one folder of photos per diagnosis) on the **Library** tab below. "
+    "Whoever runs this app can also start it on a library folder, a prebuilt index bundle or a "
+    "Hugging Face dataset, as the README explains."
+)
 # Every 60 s, files older than 120 s in gradio's cache are deleted: uploaded query photos
 # (read into memory at once) and the thumbnails already sent to the browser.
 CACHE_SWEEP = (60, 120)
 MAX_UPLOAD = "500mb"
+PROGRESS = gr.Progress()
 
 
 def build_demo(config: AppConfig, *, state: AppState | None = None) -> gr.Blocks:
     """Build the Blocks app; nothing heavy happens here: libraries and models load on use."""
     state = state or AppState()
+    config = local_library(config)
     extra = [config.library] if config.library else []
     choices = library_choices(extra=extra)
+    # A first visit lands on a ready Search tab whenever any library is on offer.
+    start_library = config.library or (choices[0][1] if choices else None)
     runnable, _ = hs.backbone_choices()
     keys = [key for _, key in runnable]
     default = config.backbone if config.backbone in keys else (keys[0] if keys else None)
@@ -48,13 +60,22 @@ def build_demo(config: AppConfig, *, state: AppState | None = None) -> gr.Blocks
         with gr.Row():
             library = gr.Dropdown(
                 choices=choices,
-                value=config.library,
+                value=start_library,
                 label="Case library",
                 info="Shared datasets, DERMSEARCH_LIBRARIES, --library and uploads (Library tab).",
                 elem_id="library-path",
                 scale=4,
             )
-        with gr.Tabs(selected="search" if config.library else "library", elem_id="tabs"):
+        with gr.Column(visible=start_library is None, elem_id="getting-started") as start_page:
+            gr.Markdown(GETTING_STARTED)
+            demo_button = gr.Button(
+                f"Load a small public demo library ({DEMO_CASES} HAM10000 photos) from the "
+                "Hugging Face Hub",
+                variant="primary",
+                elem_id="load-demo-library",
+            )
+            demo_status = gr.Markdown("", elem_id="load-demo-status")
+        with gr.Tabs(selected="search" if start_library else "library", elem_id="tabs") as tabs:
             with gr.Tab("Search", id="search", elem_id="tab-search"):
                 search = build_search_tab(state, library=library, backbone_key=default or "")
             with gr.Tab("Benchmark", id="benchmark", elem_id="tab-benchmark"):
@@ -88,6 +109,23 @@ def build_demo(config: AppConfig, *, state: AppState | None = None) -> gr.Blocks
             [library],
             [*search_outputs, *library_outputs],
             api_name="select_library",
+        )
+        library.change(
+            lambda path: gr.update(visible=not path), [library], [start_page], api_name=False
+        )
+
+        def on_demo_library(progress=PROGRESS):
+            try:
+                folder, choices = hl.load_demo_library(progress)
+            except ValueError as err:  # stays on the page, unlike a toast
+                return gr.skip(), gr.skip(), f"**The demo library could not be loaded.** {err}"
+            return gr.update(choices=choices, value=folder), gr.Tabs(selected="search"), ""
+
+        demo_button.click(
+            guarded(on_demo_library),
+            None,
+            [library, tabs, demo_status],
+            api_name="load_demo_library",
         )
 
         def on_load(path):

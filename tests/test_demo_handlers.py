@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import zipfile
 from pathlib import Path
 
@@ -646,7 +647,7 @@ def test_config_flags_beat_environment(tmp_path):
     )
     config = parse_config(["--port", "7001", "--backbone", "efficientnet-lite0", "--x"], env=env)
     assert (config.port, config.backbone) == (7001, "efficientnet-lite0")
-    config = parse_config([], env={})
+    config = parse_config([], env={"DERMSEARCH_SHARED": str(tmp_path / "no-shared")})
     assert config.library is None and config.backbone == "efficientnet-lite0"
     assert config.torch_threads == 1
     assert (
@@ -714,3 +715,77 @@ def test_unreadable_upload_reaches_the_handler_and_shared_uploads_survive(tmp_pa
     assert read_query_photo(str(photo)).size == (64, 64)
     frequency, age = CACHE_SWEEP
     assert frequency + age <= 300
+
+
+def _two_shared_libraries(root: Path) -> Path:
+    for name in ("b-second", "a-first"):
+        for label in ("x", "y"):
+            folder = root / "datasets" / name / label
+            folder.mkdir(parents=True)
+            Image.new("RGB", (8, 8), (10, 200, 30)).save(folder / "0.png")
+    (root / "datasets" / "notes.txt").write_text("not a library")
+    return root
+
+
+def test_first_visit_selects_the_first_shared_dataset_unless_one_is_configured(tmp_path):
+    shared = _two_shared_libraries(tmp_path / "shared")
+    env = {"DERMSEARCH_SHARED": str(shared)}
+    assert parse_config([], env=env).library == str(shared / "datasets" / "a-first")
+    chosen = tmp_path / "mine"
+    chosen.mkdir()
+    assert parse_config([], env={**env, "DERMSEARCH_LIBRARY": str(chosen)}).library == str(chosen)
+    assert parse_config(["--library", str(chosen)], env=env).library == str(chosen)
+
+
+def _start_page_and_tab(demo) -> tuple[bool, str]:
+    blocks = list(demo.blocks.values())
+    page = next(b for b in blocks if getattr(b, "elem_id", None) == "getting-started")
+    tabs = next(b for b in blocks if getattr(b, "elem_id", None) == "tabs")
+    return page.visible, tabs.selected
+
+
+def test_first_visit_opens_on_search_or_on_the_getting_started_page(tmp_path, monkeypatch):
+    monkeypatch.setenv("DERMSEARCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("DERMSEARCH_LIBRARIES", raising=False)
+    monkeypatch.setenv("DERMSEARCH_SHARED", str(tmp_path / "no-shared"))
+    empty = build_demo(parse_config([], env={"DERMSEARCH_SHARED": str(tmp_path / "no-shared")}))
+    assert _start_page_and_tab(empty) == (True, "library")
+    shared = _two_shared_libraries(tmp_path / "shared")
+    monkeypatch.setenv("DERMSEARCH_SHARED", str(shared))
+    ready = build_demo(parse_config([], env={"DERMSEARCH_SHARED": str(shared)}))
+    assert _start_page_and_tab(ready) == (False, "search")
+    dropdown = next(
+        b for b in ready.blocks.values() if getattr(b, "elem_id", None) == "library-path"
+    )
+    assert dropdown.value == str(shared / "datasets" / "a-first")
+
+
+def test_the_demo_library_button_fails_here_with_one_sentence(tmp_path, monkeypatch):
+    monkeypatch.setenv("DERMSEARCH_CACHE", str(tmp_path / "cache"))
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"  # conftest: the suite never reaches the Hub
+    with pytest.raises(gr.Error) as err:
+        guarded(hl.load_demo_library)()
+    message = str(err.value)
+    assert "Could not load hf://datasets/marmal88/skin_cancer:test" in message
+    assert "Traceback" not in message and str(tmp_path) not in message
+
+
+def test_a_hub_library_opens_the_app_and_shows_its_licence(tmp_path, monkeypatch):
+    from hub_layout import write_hub_folder
+
+    monkeypatch.setenv("DERMSEARCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("DERMSEARCH_SHARED", str(tmp_path / "no-shared"))
+    monkeypatch.delenv("DERMSEARCH_LIBRARIES", raising=False)
+    folder = write_hub_folder(tmp_path / "patterns")
+    config = parse_config(["--library", f"hf://{folder}", "--max-cases", "6"], env={})
+    assert config.library == f"hf://{folder}" and config.max_cases == 6
+    demo = build_demo(config)
+    assert _start_page_and_tab(demo) == (False, "search")
+    dropdown = next(
+        b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "library-path"
+    )
+    assert dropdown.choices[0][0] == "patterns (configured)"
+    state = AppState()
+    summary = hl.library_summary(state, dropdown.value)
+    assert "6 usable images" in summary and "Licence: **cc-by-4.0**" in summary
+    assert "@misc{patterns2026" in summary

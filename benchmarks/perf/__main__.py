@@ -10,7 +10,7 @@ from pathlib import Path
 
 # The speed scripts, by module name under benchmarks.perf; each one's description is the first
 # line of its own docstring, so the list and the scripts cannot drift apart.
-SCRIPTS: tuple[str, ...] = ("app_latency", "audit", "backbones", "search")
+SCRIPTS: tuple[str, ...] = ("app_latency", "audit", "backbones", "search", "space_rehearsal")
 
 
 def summary(name: str) -> str:
