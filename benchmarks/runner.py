@@ -179,7 +179,13 @@ def run_benchmark(
         **software_versions(),
     }
     if dups is not None:
-        common |= {"n_duplicate_groups": dups.n_groups, "n_duplicate_conflicts": dups.n_conflicts}
+        # Only confident copies are grouped, excluded and counted; possible copies are not.
+        common |= {
+            "n_duplicate_groups": dups.n_groups,
+            "n_duplicate_conflicts": dups.n_conflicts,
+            "duplicate_level": "copy",
+            "n_possible_copies": len(dups.possible),
+        }
     views: dict[str, Embedded] = {}
     for i, key in enumerate(keys):
         share = 0.9 / len(keys)

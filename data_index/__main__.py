@@ -104,6 +104,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         report.sections.append(
             ("Copies of one photo (duplicate audit)", _audit_text(audit, cases, args.max_items))
         )
+        evidence_dir = _write_evidence(library, audit, args.evidence)
     if args.json:
         data = report.to_dict()
         if audit is not None:
@@ -114,6 +115,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2, default=str))
     else:
         print(report.format_text(max_items=args.max_items))
+        if audit is not None and evidence_dir is not None:
+            print(
+                f"Evidence for each group and possible copy (matched points in green, masked "
+                f"overlays in red): {evidence_dir}"
+            )
     conflicts = bool(audit and audit.conflicts)
     if conflicts and not args.json:
         print(
@@ -123,13 +129,51 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if report.ok and not conflicts else EXIT_PROBLEMS
 
 
+def _write_evidence(library: CaseLibrary, audit, folder: str | None) -> Path | None:
+    from data_index.audit.render import write_evidence
+    from data_index.locations import cache_root
+
+    if not audit.groups and not audit.possible:
+        return None
+    out = (
+        Path(folder)
+        if folder
+        else (cache_root() / "audit" / "evidence" / f"{library.name}-{library.fingerprint[:12]}")
+    )
+    cases = library.cases
+    write_evidence(
+        audit,
+        relpaths=cases["relpath"].astype(str).tolist(),
+        labels=cases["label"].astype(str).tolist(),
+        out=out,
+    )
+    return out
+
+
+def cmd_not_copy(args: argparse.Namespace) -> int:
+    from data_index.audit import mark_not_copy
+
+    library = _library(args.library)
+    relpaths = library.cases["relpath"].astype(str).tolist()
+    rows = []
+    for name in (args.a, args.b):
+        if name not in relpaths:
+            raise ValueError(f"{name} is not an image of this library (give its path inside it).")
+        rows.append(relpaths.index(name))
+    path = mark_not_copy(library, row_a=rows[0], row_b=rows[1])
+    print(f"Saved: {args.a} and {args.b} are not copies of one photo ({path}).")
+    return 0
+
+
 def _audit_text(audit, cases, max_items: int) -> str:
     """Groups of augmented copies and label conflicts, one line per group."""
     summary = audit.summary()
     lines = [
         f"{summary['n_groups']} groups hold {summary['n_images_in_groups']} images: "
         f"{summary['n_distinct_photos']} distinct photos among {summary['n_images']} "
-        f"({summary['n_conflicts']} groups carry conflicting labels; {summary['seconds']} s)."
+        f"({summary['n_conflicts']} groups carry conflicting labels; {summary['seconds']} s). "
+        f"{summary['n_possible_copies']} possible copies are for a person to decide: they are "
+        "not grouped and not label conflicts."
     ]
     if audit.groups:
         lines.append(
@@ -380,7 +424,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-items", type=int, default=20, help="longest list printed")
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-audit", action="store_true", help="skip the duplicate/copy audit")
+    p.add_argument(
+        "--evidence",
+        default=None,
+        help="folder for the evidence pictures (default: <cache>/audit/evidence/<library>-...)",
+    )
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("not-copy", help="record that the audit wrongly called two photos copies")
+    p.add_argument("--library", required=True)
+    p.add_argument("a", help="one image's path inside the library (as validate prints it)")
+    p.add_argument("b", help="the other image's path inside the library")
+    p.set_defaults(func=cmd_not_copy)
 
     p = sub.add_parser("build", help="embed a library and index it (updates an existing index)")
     p.add_argument("--library", required=True, help=LIBRARY_HELP)

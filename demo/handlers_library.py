@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
+import demo.handlers_audit as handlers_audit
 from data_index import CaseLibrary
 from data_index.archive import extract_zip, library_folder
 from data_index.audit import POLICIES, audit_library, render_group_strip, write_audited_manifest
@@ -183,42 +184,10 @@ def save_audited_library(
 def near_duplicate_audit(
     state: AppState, library_path: str | None, *, progress: Progress | None = None
 ) -> tuple[list[tuple[Image.Image, str]], str]:
-    """Copies of one photo (flipped, cropped, re-encoded) found by ``data_index.audit``, as
-    side-by-side strips; audited once per library version (about 10 s per 400 images), the
-    same cached audit that ``validate`` and the benchmark read."""
-    if not library_path:
-        raise ValueError("Pick a library first.")
-    library = state.library(library_path)
-    paths = library.cases["path"].tolist()
-    labels = library.cases["label"].tolist()
-    report = audit_library(library, progress=progress)
-    relpaths = library.cases["relpath"].tolist()
-    conflicts = {c.group for c in report.conflicts}
-    order = sorted(range(len(report.groups)), key=lambda g: (g not in conflicts, g))
-    strips = []
-    for g in order[:MAX_STRIPS]:
-        members = report.groups[g]
-        strip = render_group_strip(
-            [paths[i] for i in members],
-            captions=_captions([labels[i] for i in members], [relpaths[i] for i in members]),
-        )
-        flag = "LABEL CONFLICT · " if g in conflicts else ""
-        strips.append((strip, flag + " ≈ ".join(relpaths[i] for i in members)))
-    s = report.summary()
-    text = (
-        f"**{s['n_groups']} group(s) of copies** ({s['n_images_in_groups']} images; "
-        f"{s['n_conflicts']} with conflicting labels) among {s['n_images']} images: "
-        f"{s['n_distinct_photos']} distinct photos. Benchmarks exclude a query's copies."
-    )
-    if len(report.groups) > MAX_STRIPS:
-        text += f" Showing {MAX_STRIPS} (conflicts first)."
-    for conflict in report.conflicts:
-        pairs = ", ".join(
-            f"`{relpaths[r]}` [{lab}]"
-            for r, lab in zip(conflict.members, conflict.labels, strict=True)
-        )
-        text += f"\n\n**Label conflict:** {pairs}"
-    return strips, text
+    """Copies of one photo found by ``data_index.audit``, each shown as its evidence; the
+    same cached audit that ``validate`` and the benchmark read (see ``handlers_audit``)."""
+    pictures, text, _ = handlers_audit.audit_evidence(state, library_path, progress=progress)
+    return pictures, text
 
 
 def index_status_table(state: AppState, library_path: str | None) -> pd.DataFrame:

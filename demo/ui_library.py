@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import gradio as gr
 
+import demo.handlers_audit as ha
 import demo.handlers_library as hl
 from demo.errors import guarded
 from demo.state import AppState
@@ -93,6 +94,15 @@ def build_library_tab(
             elem_id="library-audit",
         )
         with gr.Row():
+            not_copy_pick = gr.Dropdown(
+                choices=[],
+                value=None,
+                label="A pair above that is not a copy (kept beside the library)",
+                elem_id="library-not-copy-pick",
+                scale=2,
+            )
+            not_copy_btn = gr.Button("Not a copy", elem_id="library-not-copy-btn", scale=1)
+        with gr.Row():
             copy_policy = gr.Radio(
                 choices=[
                     ("Keep one image per photo", "one-per-group"),
@@ -156,14 +166,28 @@ def build_library_tab(
     )
 
     def audit(path, progress=PROGRESS):
-        return hl.near_duplicate_audit(state, path, progress=lambda f, m: progress(f, desc=m))
+        pictures, text, choices = ha.audit_evidence(
+            state, path, progress=lambda f, m: progress(f, desc=m)
+        )
+        return pictures, text, gr.update(choices=choices, value=None)
 
     audit_btn.click(
         guarded(audit),
         [library],
-        [audit_gallery, audit_md],
+        [audit_gallery, audit_md, not_copy_pick],
         api_name=False,
         concurrency_id="heavy",
+    )
+
+    def not_copy(path, choice):
+        pictures, text, choices = ha.not_a_copy(state, path, choice)
+        return pictures, text, gr.update(choices=choices, value=None)
+
+    not_copy_btn.click(
+        guarded(not_copy),
+        [library, not_copy_pick],
+        [audit_gallery, audit_md, not_copy_pick],
+        api_name=False,
     )
 
     def save_audited(path, policy, mine, request: gr.Request, progress=PROGRESS):

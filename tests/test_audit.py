@@ -224,7 +224,11 @@ def test_vectors_reach_a_crop_the_windows_miss(tmp_path):
         *[_save(textured_image(s, size=(320, 320)), tmp_path / f"o{s}.jpg") for s in range(10, 16)],
     ]
     settings = MatchSettings(
-        candidates_per_image=1, corner_candidates_per_image=0, colour_candidates_per_image=0
+        candidates_per_image=1,
+        corner_candidates_per_image=0,
+        colour_candidates_per_image=0,
+        zoom_candidates_per_image=0,
+        min_candidate_score=1.01,  # no window proposes anything: only the vectors can
     )
     assert find_duplicate_groups(paths, settings=settings).groups == []
     # Caller-given vectors (as a backbone would give) that make rows 0 and 1 neighbours.
@@ -241,10 +245,15 @@ def test_colour_neighbours_reach_a_copy_turned_by_a_free_angle(tmp_path):
         *[_save(textured_image(s), tmp_path / f"o{s}.jpg") for s in range(20, 26)],
         _save(turned, tmp_path / "turned.jpg"),
     ]
-    colour_only = MatchSettings(candidates_per_image=0, corner_candidates_per_image=0)
+    colour_only = MatchSettings(
+        candidates_per_image=0, corner_candidates_per_image=0, zoom_candidates_per_image=0
+    )
     assert find_duplicate_groups(paths, settings=colour_only).groups == [[0, 7]]
     nothing = MatchSettings(
-        candidates_per_image=0, corner_candidates_per_image=0, colour_candidates_per_image=0
+        candidates_per_image=0,
+        corner_candidates_per_image=0,
+        colour_candidates_per_image=0,
+        zoom_candidates_per_image=0,
     )
     assert find_duplicate_groups(paths, settings=nothing).groups == []
 

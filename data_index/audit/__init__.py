@@ -12,7 +12,9 @@ fingerprint and the audit's settings.
 - ``cache``: ``audit_library``, the cached audit of a library.
 - ``groups``: duplicate-group id arrays joined with cases (for splits and query counts).
 - ``copy_policy``: a library rewritten as one image per photo, or each group as one case.
-- ``render``: a thumbnail strip of one group, for the UI and for checking by eye.
+- ``overlays``: the library's recurring overlays (logos, rulers, banners, frames), masked.
+- ``decisions``: "not a copy" decisions kept beside the library, applied to every audit.
+- ``render``: a thumbnail strip of one group, and the evidence for one pair, for eyes.
 """
 
 from data_index.audit.cache import AUDIT_VERSION, audit_cache_file, audit_library
@@ -23,15 +25,17 @@ from data_index.audit.copy_policy import (
     write_audited_manifest,
 )
 from data_index.audit.core import Progress, find_cross_duplicates, find_duplicate_groups
+from data_index.audit.decisions import decisions_file, mark_not_copy, not_copies
 from data_index.audit.groups import case_or_copy_groups, queries_with_copy
 from data_index.audit.match import MatchSettings, PairEvidence
-from data_index.audit.render import render_group_strip
+from data_index.audit.render import render_group_strip, render_pair_evidence
 from data_index.audit.report import (
     CrossDuplicate,
     CrossReport,
     DuplicatePair,
     DuplicateReport,
     LabelConflict,
+    group_pair,
 )
 
 __all__ = [
@@ -50,9 +54,14 @@ __all__ = [
     "audit_library",
     "audited_manifest",
     "case_or_copy_groups",
+    "decisions_file",
     "find_cross_duplicates",
     "find_duplicate_groups",
+    "group_pair",
+    "mark_not_copy",
+    "not_copies",
     "queries_with_copy",
     "render_group_strip",
+    "render_pair_evidence",
     "write_audited_manifest",
 ]

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from data_index.audit.core import Progress, find_duplicate_groups
+from data_index.audit.decisions import apply_decisions
 from data_index.audit.match import MatchSettings, PairEvidence
 from data_index.audit.report import (
     DuplicatePair,
@@ -31,7 +32,7 @@ from data_index.library import CaseLibrary
 from data_index.locations import cache_root
 
 # Raise when a change to the method changes what it finds, so older files are not reused.
-AUDIT_VERSION = 1
+AUDIT_VERSION = 2
 _LOCKS: dict[Path, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
 
@@ -58,6 +59,16 @@ def _plain(value: object) -> object:
     return value.item() if isinstance(value, np.generic) else value
 
 
+def _pair(p: DuplicatePair) -> list:
+    return [p.a, p.b, {f.name: _plain(getattr(p.evidence, f.name)) for f in fields(PairEvidence)}]
+
+
+def _evidence(stored: dict) -> PairEvidence:
+    stored = dict(stored)
+    stored["points"] = tuple(tuple(point) for point in stored.get("points", ()))
+    return PairEvidence(**stored)
+
+
 def _payload(library: CaseLibrary, report: DuplicateReport) -> dict:
     """The report with rows named by relative path, so it holds wherever the library sits."""
     return {
@@ -66,10 +77,9 @@ def _payload(library: CaseLibrary, report: DuplicateReport) -> dict:
         "fingerprint": library.fingerprint,
         "relpaths": library.cases["relpath"].astype(str).tolist(),
         "groups": report.groups,
-        "pairs": [
-            [p.a, p.b, {f.name: _plain(getattr(p.evidence, f.name)) for f in fields(PairEvidence)}]
-            for p in report.pairs
-        ],
+        "pairs": [_pair(p) for p in report.pairs],
+        "possible": [_pair(p) for p in report.possible],
+        "overlays": {str(row): cells for row, cells in report.overlays.items()},
         "unreadable": [[row, reason] for row, reason in report.unreadable],
         "seconds": report.seconds,
         "n_candidates": report.n_candidates,
@@ -88,11 +98,17 @@ def _report_from(stored: dict, library: CaseLibrary) -> DuplicateReport:
     groups = [sorted(row_of[m] for m in g if m in row_of) for g in stored["groups"]]
     groups = sorted((g for g in groups if len(g) > 1), key=lambda g: g[0])
     labels = library.cases["label"].astype(str).tolist()
-    pairs = [
-        DuplicatePair(row_of[a], row_of[b], PairEvidence(**evidence))
-        for a, b, evidence in stored["pairs"]
-        if a in row_of and b in row_of
-    ]
+    pairs, possible = (
+        [
+            DuplicatePair(row_of[a], row_of[b], _evidence(evidence))
+            for a, b, evidence in stored[key]
+            if a in row_of and b in row_of
+        ]
+        for key in ("pairs", "possible")
+    )
+    overlays = {
+        row_of[int(r)]: cells for r, cells in stored["overlays"].items() if int(r) in row_of
+    }
     return DuplicateReport(
         paths=library.cases["path"].astype(str).tolist(),
         labels=labels,
@@ -103,6 +119,8 @@ def _report_from(stored: dict, library: CaseLibrary) -> DuplicateReport:
         unreadable=[(row_of[r], reason) for r, reason in stored["unreadable"] if r in row_of],
         seconds=float(stored["seconds"]),
         n_candidates=int(stored["n_candidates"]),
+        possible=possible,
+        overlays=overlays,
     )
 
 
@@ -124,7 +142,8 @@ def audit_library(
     cache_dir: Path | None = None,
 ) -> DuplicateReport:
     """Copies of one photo among ``library.cases`` (rows in that order), from the cache or
-    from a fresh audit that is then cached. ``progress`` is called only when it audits."""
+    from a fresh audit that is then cached, less the pairs a person marked "not a copy"
+    (``decisions.mark_not_copy``). ``progress`` is called only when it audits."""
     settings = settings or MatchSettings()
     path = audit_cache_file(library, settings=settings, cache_dir=cache_dir)
     with _LOCKS_GUARD:
@@ -132,7 +151,7 @@ def audit_library(
     with lock:  # two app sessions asking at once: the second waits and reads the file
         cached = _read(path, library)
         if cached is not None:
-            return cached
+            return apply_decisions(cached, library)
         report = find_duplicate_groups(
             library.cases["path"].astype(str).tolist(),
             library.cases["label"].astype(str).tolist(),
@@ -143,4 +162,4 @@ def audit_library(
         tmp = path.parent / f".tmp-{uuid.uuid4().hex}.json"
         tmp.write_text(json.dumps(_payload(library, report)), encoding="utf-8")
         os.replace(tmp, path)  # atomic: another process sees the old file or the whole new one
-    return report
+    return apply_decisions(report, library)

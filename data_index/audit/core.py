@@ -42,8 +42,9 @@ from pathlib import Path
 
 import numpy as np
 
-from data_index.audit.features import ImageSignature, signature_of_path
-from data_index.audit.groups import UnionFind
+from data_index.audit.features import ImageSignature, signature_of_path, zoom_windows
+from data_index.audit.groups import split_weak_groups
+from data_index.audit.masking import masked_signature
 from data_index.audit.match import (
     MatchSettings,
     PairEvidence,
@@ -53,6 +54,7 @@ from data_index.audit.match import (
     verify_pair,
     window_scores,
 )
+from data_index.audit.overlays import content_mask, learn_overlay_cells
 from data_index.audit.report import (
     CrossDuplicate,
     CrossReport,
@@ -121,6 +123,38 @@ def _verify(
     return confirmed
 
 
+def _both_ways(
+    left: list[ImageSignature], right: list[ImageSignature]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Window and zoom-window scores of left against right, either image the crop."""
+    n = len(zoom_windows())
+    there, zoom_there = window_scores(left, right, zoom_windows=n)
+    back, zoom_back = window_scores(right, left, zoom_windows=n)
+    return (
+        np.maximum(there, back.transpose(1, 0, 2)),
+        np.maximum(zoom_there, zoom_back.transpose(1, 0, 2)),
+    )
+
+
+def _mask_overlays(
+    signatures: list[ImageSignature], settings: MatchSettings
+) -> tuple[list[ImageSignature], np.ndarray]:
+    """Signatures without the keypoints on the library's recurring overlays, and which
+    overlay cells each image carries."""
+    if not signatures:
+        return [], np.zeros((0, 0), dtype=bool)
+    overlay = learn_overlay_cells(
+        np.stack([s.overlay_cells for s in signatures]),
+        np.stack([s.cell_stds for s in signatures]),
+        min_repeats=settings.overlay_min_repeats,
+    )
+    masked = [
+        masked_signature(sig, content_mask(overlay[i], sig.strips, sig.grey.shape))
+        for i, sig in enumerate(signatures)
+    ]
+    return masked, overlay
+
+
 def _check_paths(paths: Sequence[str | Path], what: str) -> list[str]:
     if isinstance(paths, str | Path):
         raise TypeError(f"{what} must be a list of image paths, not a single path.")
@@ -146,10 +180,11 @@ def find_duplicate_groups(
     label_list = _check_labels(labels, len(paths), "labels")
     signatures, unreadable = _sign_all(paths, progress, (0.0, 0.6), "images")
     readable = [i for i, s in enumerate(signatures) if s is not None]
-    sigs = [signatures[i] for i in readable]
+    sigs, overlay = _mask_overlays([signatures[i] for i in readable], settings)
 
-    scores = window_scores(sigs, sigs)
+    scores, zooms = window_scores(sigs, sigs, zoom_windows=len(zoom_windows()))
     scores = np.maximum(scores, scores.transpose(1, 0, 2))  # the crop may sit on either side
+    zooms = np.maximum(zooms, zooms.transpose(1, 0, 2))
     diagonal = np.arange(len(sigs))
     scores[diagonal, diagonal] = -1.0
     if progress is not None:
@@ -168,21 +203,27 @@ def find_duplicate_groups(
     corners = corner_scores(sigs, sigs)
     corners = np.maximum(corners, corners.transpose(1, 0, 2))
     corners[diagonal, diagonal] = -1.0
+    zooms[diagonal, diagonal] = -1.0
     candidates = candidate_pairs(
-        scores, settings=settings, symmetric=True, corners=corners, extra_pairs=extra
+        scores, settings=settings, symmetric=True, corners=corners, zooms=zooms, extra_pairs=extra
     )
     confirmed = _verify(candidates, sigs, sigs, settings, progress)
 
-    union = UnionFind(len(paths))
-    pairs = []
-    for i, j, evidence in confirmed:
-        a, b = readable[i], readable[j]
-        union.union(a, b)
-        pairs.append(DuplicatePair(a, b, evidence))
-    components: dict[int, list[int]] = {}
-    for row in range(len(paths)):
-        components.setdefault(union.find(row), []).append(row)
-    groups = sorted((m for m in components.values() if len(m) > 1), key=lambda m: m[0])
+    def check(i: int, j: int) -> PairEvidence | None:
+        return verify_pair(sigs[i], sigs[j], scores=(1.0, 0.0), settings=settings)
+
+    copies = [(i, j, ev) for i, j, ev in confirmed if ev.level == "copy"]
+    groups_local, extra_pairs = split_weak_groups(len(sigs), copies, check)
+    pairs = [DuplicatePair(readable[i], readable[j], ev) for i, j, ev in copies + extra_pairs]
+    possible = [
+        DuplicatePair(readable[i], readable[j], ev)
+        for i, j, ev in confirmed
+        if ev.level == "possible"
+    ]
+    groups = sorted(([readable[r] for r in g] for g in groups_local), key=lambda m: m[0])
+    overlays = {
+        readable[i]: np.flatnonzero(row).tolist() for i, row in enumerate(overlay) if row.any()
+    }
     conflicts = label_conflicts(groups, label_list)
     if progress is not None:
         progress(1.0, "done")
@@ -196,6 +237,8 @@ def find_duplicate_groups(
         unreadable=unreadable,
         seconds=time.perf_counter() - started,
         n_candidates=len(candidates),
+        possible=possible,
+        overlays=overlays,
     )
 
 
@@ -225,10 +268,12 @@ def find_cross_duplicates(
     query_sigs, query_bad = _sign_all(query_paths, progress, (0.3, 0.6), "query images")
     index_rows = [i for i, s in enumerate(index_sigs) if s is not None]
     query_rows = [i for i, s in enumerate(query_sigs) if s is not None]
-    left = [query_sigs[i] for i in query_rows]
-    right = [index_sigs[i] for i in index_rows]
+    both, _ = _mask_overlays(
+        [query_sigs[i] for i in query_rows] + [index_sigs[i] for i in index_rows], settings
+    )
+    left, right = both[: len(query_rows)], both[len(query_rows) :]
 
-    scores = np.maximum(window_scores(left, right), window_scores(right, left).transpose(1, 0, 2))
+    scores, zooms = _both_ways(left, right)
     if progress is not None:
         progress(0.7, "scoring candidate pairs")
     extra: list[tuple[int, int]] = []
@@ -252,9 +297,15 @@ def find_cross_duplicates(
     extra += [(q, i) for q, sig in enumerate(left) for i in by_pixels.get(sig.pixel_sha1, [])]
     corners = np.maximum(corner_scores(left, right), corner_scores(right, left).transpose(1, 0, 2))
     candidates = candidate_pairs(
-        scores, settings=settings, symmetric=False, corners=corners, extra_pairs=extra
+        scores,
+        settings=settings,
+        symmetric=False,
+        corners=corners,
+        zooms=zooms,
+        extra_pairs=extra,
     )
     confirmed = _verify(candidates, left, right, settings, progress)
+    confirmed = [(q, i, ev) for q, i, ev in confirmed if ev.level == "copy"]
     matches = [CrossDuplicate(query_rows[q], index_rows[i], ev) for q, i, ev in confirmed]
     conflicts = []
     if index_label_list is not None and query_label_list is not None:

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from data_index.audit.overlays import overlay_cells
 from models.base import open_image
 
 # Window side fractions tried on each image, at 4x4 offsets: a copy cropped or zoomed to
@@ -44,20 +45,43 @@ class ImageSignature:
     descriptors: np.ndarray | None  # (k, 32) uint8 ORB descriptors, None when none found
     mirror_keypoints: np.ndarray  # the same on the left-right mirrored image, in its own frame
     mirror_descriptors: np.ndarray | None
+    overlay_cells: np.ndarray  # (positions, 36) corner-anchored grey cells (see overlays.py)
+    cell_stds: np.ndarray  # (positions,) contrast of each cell, -1 where off the image
+    strips: np.ndarray  # bool solid strips along the edges, at the overlay thumbnail size
+    square: np.ndarray | None = None  # uint8 HASH_GRID grey square the windows were cut from
+    content: np.ndarray | None = None  # bool on `grey`: the photo without overlays (None: all)
+
+
+# Smaller square windows for zoomed re-shots (1.3-2x): a zoom keeps the aspect, so one
+# fraction for both sides, at 5x5 offsets since a small window moves further per step.
+ZOOM_FRACTIONS: tuple[float, ...] = (0.62, 0.5)
+ZOOM_OFFSETS = 5
 
 
 @cache
 def _windows() -> tuple[tuple[int, int, int, int], ...]:
-    """(x0, y0, x1, y1) boxes on the HASH_GRID square: every fraction pair at 4x4 offsets."""
+    """(x0, y0, x1, y1) boxes on the HASH_GRID square: every fraction pair at 4x4 offsets,
+    then the zoom windows."""
     boxes = []
-    for fw in WINDOW_FRACTIONS:
-        for fh in WINDOW_FRACTIONS:
-            w, h = round(HASH_GRID * fw), round(HASH_GRID * fh)
-            steps = np.linspace(0.0, 1.0, WINDOW_OFFSETS)
-            xs = sorted({round((HASH_GRID - w) * t) for t in steps})
-            ys = sorted({round((HASH_GRID - h) * t) for t in steps})
-            boxes.extend((x, y, x + w, y + h) for y in ys for x in xs)
+    sizes = [(fw, fh, WINDOW_OFFSETS) for fw in WINDOW_FRACTIONS for fh in WINDOW_FRACTIONS]
+    sizes += [(f, f, ZOOM_OFFSETS) for f in ZOOM_FRACTIONS]
+    for fw, fh, offsets in sizes:
+        w, h = round(HASH_GRID * fw), round(HASH_GRID * fh)
+        steps = np.linspace(0.0, 1.0, offsets)
+        xs = sorted({round((HASH_GRID - w) * t) for t in steps})
+        ys = sorted({round((HASH_GRID - h) * t) for t in steps})
+        boxes.extend((x, y, x + w, y + h) for y in ys for x in xs)
     return tuple(boxes)
+
+
+@cache
+def zoom_windows() -> list[int]:
+    """Indices of the zoom windows: the last boxes of ``_windows()``."""
+    boxes = _windows()
+    sides = {round(HASH_GRID * f) for f in ZOOM_FRACTIONS}
+    return [
+        k for k, (x0, y0, x1, y1) in enumerate(boxes) if x1 - x0 == y1 - y0 and x1 - x0 in sides
+    ]
 
 
 @cache
@@ -149,6 +173,7 @@ def signature_of(rgb: Image.Image) -> ImageSignature:
     grey = cv2.resize(grey_full, size, interpolation=interp)
     keypoints, descriptors = _orb(grey)
     mirror_keypoints, mirror_descriptors = _orb(np.ascontiguousarray(grey[:, ::-1]))
+    cells, stds, strips = overlay_cells(arr)
     return ImageSignature(
         pixel_sha1=hashlib.sha1(arr.tobytes() + bytes(str(arr.shape), "ascii")).hexdigest(),
         size=(width, height),
@@ -160,6 +185,10 @@ def signature_of(rgb: Image.Image) -> ImageSignature:
         descriptors=descriptors,
         mirror_keypoints=mirror_keypoints,
         mirror_descriptors=mirror_descriptors,
+        overlay_cells=cells,
+        cell_stds=stds,
+        strips=strips,
+        square=square,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import combinations
+
 import numpy as np
 
 
@@ -21,6 +23,70 @@ class UnionFind:
         ra, rb = self.find(a), self.find(b)
         if ra != rb:
             self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def split_weak_groups(n: int, edges: list, check) -> tuple[list[list[int]], list]:
+    """Groups of rows joined by confirmed copy ``edges`` (i, j, evidence), where every member
+    matches at least half of the other members directly.
+
+    A chain of single links can join photos that are not copies of each other (two distinct
+    photos each matched to a third through a mark the mask missed). Pairs inside a group that
+    no edge covers are checked with ``check(i, j)`` (evidence or None); a member matching
+    fewer than half of the others leaves the group, the weakest first. Returns the groups
+    (two or more members) and the extra edges that ``check`` confirmed.
+    """
+    union = UnionFind(n)
+    linked: set[tuple[int, int]] = set()
+    for i, j, _ in edges:
+        union.union(i, j)
+        linked.add((min(i, j), max(i, j)))
+    components: dict[int, list[int]] = {}
+    for row in range(n):
+        components.setdefault(union.find(row), []).append(row)
+    extra = []
+    groups: list[list[int]] = []
+    for members in components.values():
+        if len(members) < 2:
+            continue
+        if len(members) > 2:
+            for a, b in combinations(members, 2):
+                if (a, b) not in linked and len(members) <= MAX_CHECKED_GROUP:
+                    evidence = check(a, b)
+                    if evidence is not None and evidence.level == "copy":
+                        linked.add((a, b))
+                        extra.append((a, b, evidence))
+        groups.extend(_split(members, linked))
+    return groups, extra
+
+
+MAX_CHECKED_GROUP = 24  # larger groups (many copies of one photo) are kept as linked
+
+
+def _split(members: list[int], linked: set[tuple[int, int]]) -> list[list[int]]:
+    group = list(members)
+    removed: list[int] = []
+    while len(group) > 2:
+        degree = {m: sum((min(m, o), max(m, o)) in linked for o in group if o != m) for m in group}
+        weakest = min(group, key=lambda m: (degree[m], -m))
+        if 2 * degree[weakest] >= len(group) - 1:
+            break
+        group.remove(weakest)
+        removed.append(weakest)
+    out = [sorted(group)] if len(group) > 2 or tuple(sorted(group)) in linked else []
+    if len(removed) > 1:  # what left the group may still be copies of each other
+        out.extend(_regroup(removed, linked))
+    return out
+
+
+def _regroup(rows: list[int], linked: set[tuple[int, int]]) -> list[list[int]]:
+    union = UnionFind(max(rows) + 1)
+    for a, b in combinations(rows, 2):
+        if (min(a, b), max(a, b)) in linked:
+            union.union(a, b)
+    parts: dict[int, list[int]] = {}
+    for r in rows:
+        parts.setdefault(union.find(r), []).append(r)
+    return [g for p in parts.values() if len(p) > 1 for g in _split(p, linked)]
 
 
 def queries_with_copy(*, group_ids: np.ndarray, case_ids: np.ndarray) -> tuple[int, int]:

@@ -67,6 +67,10 @@ class DuplicateReport:
     unreadable: list[tuple[int, str]]  # (row, reason); these rows are singletons
     seconds: float = 0.0
     n_candidates: int = 0
+    # Pairs whose aligned content agrees less than a copy's: for a person to decide; never
+    # grouped, never a label conflict, never excluded from leave-one-out.
+    possible: list[DuplicatePair] = field(default_factory=list)
+    overlays: dict[int, list[int]] = field(default_factory=dict)  # row -> overlay cell positions
 
     @property
     def n_groups(self) -> int:
@@ -90,6 +94,8 @@ class DuplicateReport:
             "n_distinct_photos": len(self.paths) - n_in + len(self.groups),
             "n_conflicts": self.n_conflicts,
             "n_pairs_confirmed": len(self.pairs),
+            "n_possible_copies": len(self.possible),
+            "n_images_with_overlays": len(self.overlays),
             "n_candidates_checked": self.n_candidates,
             "seconds": round(self.seconds, 2),
         }
@@ -146,3 +152,12 @@ class CrossReport:
             "n_unreadable_query": len(self.unreadable_query),
             "seconds": round(self.seconds, 2),
         }
+
+
+def group_pair(report: DuplicateReport, group: int) -> DuplicatePair:
+    """The pair that best shows why a group was formed: its most matched points."""
+    members = set(report.groups[group])
+    inside = [p for p in report.pairs if p.a in members and p.b in members]
+    if not inside:
+        raise ValueError(f"Group {group} has no confirmed pair in this report.")
+    return max(inside, key=lambda p: (p.evidence.method == "identical-pixels", p.evidence.inliers))
