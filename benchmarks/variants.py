@@ -29,6 +29,7 @@ from benchmarks.embedded import Embedded
 from data_index.audit import case_or_copy_groups
 from data_index.embed_transformed import embed_transformed, mirrored
 from data_index.variants import (
+    LDA_COMPONENTS,
     VARIANTS,
     fit_lda,
     flip_average,
@@ -273,7 +274,10 @@ def variant_records(
             else:  # a registered variant without an evaluation here would be a silent gap
                 raise ValueError(f"No evaluation is written for variant {name!r}.")
             dim = int(view.unit.shape[1])
-            width = len(np.unique(view.labels)) - 1 if base_name == "adapter-lda" else dim
+            classes = len(np.unique(view.labels))
+            width = (
+                min(dim, max(classes - 1, LDA_COMPONENTS)) if base_name == "adapter-lda" else dim
+            )
             extra = {
                 "params": params,
                 "fitted": variant.fitted,
