@@ -52,8 +52,12 @@ def _same_photo(query: Image.Image, path: str, settings: MatchSettings) -> bool:
         a, b = signature_of(query), signature_of_path(path)
     except ValueError:
         return False  # an unreadable library file is reported by validation, not here
-    scores = np.maximum(window_scores([a], [b]), window_scores([b], [a]).transpose(1, 0, 2))
-    return verify_pair(a, b, scores=tuple(scores[0, 0]), settings=settings) is not None
+    there, _ = window_scores([a], [b])
+    back, _ = window_scores([b], [a])
+    scores = np.maximum(there, back.transpose(1, 0, 2))
+    evidence = verify_pair(a, b, scores=tuple(scores[0, 0]), settings=settings)
+    # Only a confident copy is left out; a "possible copy" is for a person to judge.
+    return evidence is not None and evidence.level == "copy"
 
 
 def find_query_in_library(

@@ -408,12 +408,17 @@ def _top_caption(outputs) -> str:
 
 def test_every_image_mode_is_decoded_by_our_to_rgb_through_the_endpoint(app, tmp_path):
     c = client(app)
-    original_path = app["lib"] / "blue-checks" / "1.png"
-    expected = _top_caption(_search(c, original_path))
+    # A new photo of the class, not a library file: a library photo would be recognised as
+    # itself and left out, and whether a lossy mode (palette) still counts as its copy is the
+    # copy check's business, not the decoder's.
+    original_path = save_image(pattern_image("blue-checks", 777, size=64), tmp_path / "new.png")
+    # The diagnosis of the nearest case: lossy modes (JPEG, palette) may reorder near-equal
+    # cases of one class, while a mis-decoded photo (a white 16-bit image) leaves the class.
+    expected = _top_caption(_search(c, original_path)).split("/")[0]
     for mode, data in mode_variants(Image.open(original_path).convert("RGB")).items():
         query = tmp_path / f"{mode}.{'jpg' if mode in ('cmyk', 'exif-rotated') else 'png'}"
         query.write_bytes(data)
-        assert _top_caption(_search(c, query)) == expected, mode
+        assert _top_caption(_search(c, query)).split("/")[0] == expected, mode
 
 
 @pytest.mark.parametrize("k", ["ten", None, [3], 0, 51])
