@@ -15,6 +15,7 @@ from PIL import Image
 
 from data_index.explain import heat_colours, overlay, similarity_maps
 from demo.errors import guarded
+from demo.events_search import expand_photo
 from demo.state import AppState
 from models import NoSpatialMap, open_image
 
@@ -104,7 +105,8 @@ class ExplainHandlers:
         self, library_path: str, mode: str, photo: Image.Image | None, case_relpath: str | None
     ) -> Image.Image:
         if mode == "photo" and photo is not None:
-            return _shrunk(open_image(photo))
+            # The session keeps the query as JPEG bytes (small state per visitor).
+            return _shrunk(open_image(expand_photo(photo)))
         if mode == "case" and case_relpath:
             cases = self.state.library(library_path).cases
             rows = cases[cases["relpath"] == case_relpath]
