@@ -26,6 +26,7 @@ from usearch.index import MetricKind
 from usearch.index import search as exact
 
 from benchmarks.embedded import Embedded
+from benchmarks.intervals import case_weights, mean_samples
 from data_index.audit import case_or_copy_groups
 from data_index.embed_transformed import embed_transformed, mirrored
 from data_index.variants import (
@@ -129,14 +130,10 @@ def rank_lda(
 def paired_bootstrap(
     diff: np.ndarray, groups: np.ndarray, *, n_boot: int = N_BOOT, seed: int = 0
 ) -> tuple[float, float]:
-    """95 % percentile interval of the mean per-query difference, resampling whole groups."""
-    codes = np.unique(groups, return_inverse=True)[1].reshape(-1)
-    sums = np.bincount(codes, weights=diff)
-    sizes = np.bincount(codes).astype(float)
-    rng = np.random.default_rng(seed)
-    draws = rng.multinomial(len(sums), np.full(len(sums), 1 / len(sums)), size=n_boot)
-    means = (draws @ sums) / (draws @ sizes)
-    low, high = np.percentile(means, [2.5, 97.5])
+    """95 % percentile interval of the mean per-query difference, resampling whole groups
+    (the evaluation's own case bootstrap, `benchmarks.intervals`)."""
+    weights, codes = case_weights(groups, n_resamples=n_boot, seed=seed)
+    low, high = np.percentile(mean_samples(np.asarray(diff, float), weights, codes), [2.5, 97.5])
     return float(low), float(high)
 
 
