@@ -32,8 +32,9 @@ HOW_TO_ADD = (
     "**No case library yet.** Add one of these, then pick it in the *Library* box above:\n\n"
     "- upload a **.zip of class folders** (`ringworm/001.jpg`, `impetigo/002.jpg`, …) or of a "
     "folder holding `manifest.csv` (`path,label[,case_id,split,caption,…]`) and its images;\n"
-    "- start the app with `--library PATH` (or set `DERMSEARCH_LIBRARY`), or list folders in "
-    "`DERMSEARCH_LIBRARIES`; folders under `../shared/datasets` are found automatically."
+    "- or, if you run the app yourself, start it with a library folder, or list several "
+    "folders in its settings (the README's *Bring your own library* says how); the shared "
+    "datasets beside the checkout are found automatically."
 )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from demo.arguments import without_server_paths
 from models import list_specs
 from models.weights import availability, hub_repo
 
@@ -29,7 +30,7 @@ def _weights_from(spec) -> str:
     if spec.weights_from == "none":
         return "none (hand-made features)"
     if spec.weights_from == "local":
-        return f"local folder {spec.source}"
+        return "a local folder"
     repo = hub_repo(spec)
     return f"HF Hub {repo}" if repo else f"{spec.library} {spec.source}"
 
@@ -52,7 +53,7 @@ def registry_table() -> pd.DataFrame:
                 "gated": "yes" if spec.gated else "no",
                 "weights from": _weights_from(spec),
                 "here": avail.status,
-                "detail": avail.detail,
+                "detail": without_server_paths(avail.detail),
             }
         )
     table = pd.DataFrame(rows, columns=COLUMNS)

@@ -24,6 +24,7 @@ from data_index.trusted_search import (
     trusted_search,
     vote_calibration,
 )
+from demo.arguments import without_server_paths
 from demo.render import (
     display_label,
     framed_thumbnail,
@@ -80,11 +81,13 @@ def backbone_choices() -> tuple[list[tuple[str, str]], str]:
                 "unsupported": "missing package / unsupported",
             }[avail.status]
             name = f"{spec.name} (`{spec.key}`)"
-            rows.append(f"| {spec.family} | {name} | {reason}: {avail.detail} |")
+            detail = without_server_paths(avail.detail)
+            rows.append(f"| {spec.family} | {name} | {reason}: {detail} |")
     table = "| family | backbone | why not here |\n|---|---|---|\n" + "\n".join(rows)
     intro = (
-        f"{len(rows)} registered backbone(s) cannot run on this machine; put their weights in "
-        "the Hugging Face cache or `$DERMSEARCH_WEIGHTS/<key>` and restart to enable them.\n\n"
+        f"{len(rows)} registered backbone(s) cannot run on this machine. Whoever runs the app "
+        "can enable one by putting its weights in the Hugging Face cache or the local weights "
+        "folder (the README's *What runs where* says how) and restarting.\n\n"
     )
     return runnable, (intro + table) if rows else "Every registered backbone can run here."
 

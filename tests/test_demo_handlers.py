@@ -31,7 +31,7 @@ from demo.handlers_models import COLUMNS, registry_table
 from demo.layout import app_catalog
 from demo.render import MATCH_RGB, MISMATCH_RGB, UNKNOWN_RGB
 from demo.state import AppState, Cancelled
-from models import WeightsUnavailable, availability, list_specs
+from models import WeightsUnavailable, availability, get_spec, list_specs
 
 BACKBONE = "color-texture"
 CLASSES = {"redspot": (200, 40, 40), "greenring": (40, 170, 60), "bluestripe": (40, 60, 200)}
@@ -754,6 +754,20 @@ def test_registry_table_has_every_backbone():
     assert sorted(table["key"]) == sorted(s.key for s in list_specs())
     assert set(table["here"]) <= {"ready", "download", "gated", "unsupported"}
     assert table.set_index("key").loc[BACKBONE, "here"] == "ready"
+
+
+def test_models_tab_and_picker_name_no_weights_folder(tmp_path, monkeypatch):
+    # A backbone whose weights sit in the local weights folder (and a broken one beside it):
+    # the page says where weights come from in words, never the server's folder.
+    weights = tmp_path / "server-weights"
+    (weights / "dinov2-base").mkdir(parents=True)
+    (weights / "dinov2-base" / "config.json").write_text("{}")
+    monkeypatch.setenv("DERMSEARCH_WEIGHTS", str(weights))
+    assert str(weights) in availability(get_spec("dinov2-base")).detail  # the CLI keeps it
+    table = registry_table()
+    _, not_here = hs.backbone_choices()
+    for text in (table.to_csv(), not_here):
+        assert str(tmp_path) not in text and "/root" not in text and "$DERMSEARCH" not in text
 
 
 def test_config_flags_beat_environment(tmp_path):
