@@ -32,7 +32,10 @@ import pandas as pd
 from usearch.index import Index
 
 from data_index.audit.groups import case_or_copy_groups
+from data_index.bundle import is_bundle
 from data_index.case_index import EXACT_SEARCH_MAX_CASES, CaseIndex
+from data_index.embed_transformed import embed_transformed, mirrored
+from data_index.locations import default_index_dir
 from data_index.search import CaseTable, Hit, cosine_top
 from data_index.store import new_usearch_index, sha256_file
 from data_index.trust import loo_neighbours
@@ -43,6 +46,7 @@ from data_index.variants import (
     flip_average,
     weighted_mean,
 )
+from models import Backbone
 from models.base import l2_normalize
 
 # Variants a single-backbone search can run; fusion needs several backbones' indexes at once.
@@ -223,6 +227,50 @@ def _dba_blend(
     return weighted_mean(unit[rows], unit[cand], near, alpha=alpha)
 
 
+def prepare_beside(
+    where: str | Path,
+    base: CaseIndex,
+    *,
+    name: str,
+    backbone: Backbone,
+    group_ids: np.ndarray | None = None,
+) -> PreparedVariant:
+    """``prepare_variant`` for the index opened from ``where``, kept beside it; a bundle's
+    fits go beside the cache's index of that library instead, so a shared bundle folder is
+    never written to."""
+    home = Path(where)
+    if is_bundle(where):
+        library_name = base.manifest.get("library", {}).get("name") or home.name
+        home = default_index_dir(library_name, base.key)
+    return prepare_variant(
+        base,
+        name,
+        folder=variant_folder(home),
+        group_ids=group_ids,
+        mirrored_library=mirrored_library(backbone, base),
+    )
+
+
+def mirrored_library(
+    backbone: Backbone, base: CaseIndex, *, cache_dir: Path | None = None
+) -> Callable[[], np.ndarray]:
+    """Embeds the mirror image of every library photo (cached as ``<backbone>@mirrored``, as
+    the evaluation caches them), in ``base.cases`` order; for tta-flip's fit."""
+    return lambda: embed_transformed(
+        backbone,
+        paths=base.cases["path"].astype(str).tolist(),
+        sha1s=base.cases["sha1"].astype(str).tolist(),
+        tag="mirrored",
+        transform=mirrored,
+        cache_dir=cache_dir,
+    )
+
+
+def mirrored_query(backbone: Backbone, image) -> np.ndarray:
+    """The query photo's mirror image, embedded (tta-flip's second forward pass)."""
+    return backbone.encode_images([mirrored(image)], normalize=True)[0]
+
+
 def _blocks(case_ids: np.ndarray, group_ids: np.ndarray | None) -> np.ndarray:
     """One id per row joining a case and the copies of its photos (when audited)."""
     if group_ids is None:
@@ -250,7 +298,13 @@ def _fit(
     unit = base.vectors()
     params = VARIANTS[name].params
     if name == "adapter-lda":
-        adapter = fit_lda(unit, np.asarray(base.table.label))
+        try:
+            adapter = fit_lda(unit, np.asarray(base.table.label))
+        except np.linalg.LinAlgError as err:
+            raise ValueError(
+                f"{VARIANTS[name].title} could not be fitted on this library: it has too few "
+                "photos per diagnosis to tell them apart. Add photos or switch the variant off."
+            ) from err
         return {"mean": adapter.mean, "matrix": adapter.matrix, "vectors": adapter.project(unit)}
     if name == "tta-flip":
         if mirrored_library is None:

@@ -96,6 +96,29 @@ def test_search_json_gives_hits_vote_prediction_set_and_flags(workspace, capsys,
     assert 0 < flag["threshold"] <= 1
 
 
+def test_search_json_says_which_variant_ranked_the_hits(workspace, capsys):
+    lib, out = workspace / "lib", workspace / "idx-variant"
+    code, _, err = call(
+        capsys, "build", "--library", str(lib), "--backbone", "color-texture", "--out", str(out)
+    )
+    assert code == 0, err
+    query = str(lib / "green-dots" / "green-dots-0.jpg")
+    search = ["search", "--index", str(out), "--image", query, "-k", "3", "--json"]
+    code, stdout, err = call(capsys, *search, "--variant", "dba")
+    assert code == 0, err
+    report = json.loads(stdout)
+    assert report["variant"] == "dba" and len(report["hits"]) == 3
+    fitted = list((workspace / "idx-variant--variants" / "dba").iterdir())
+    assert [p.name for p in fitted] and (fitted[0] / "index.usearch").is_file()
+    code, stdout, _ = call(capsys, *search)
+    assert code == 0 and json.loads(stdout)["variant"] is None
+    code, _, err = call(capsys, *search, "--variant", "qe")
+    assert code == 2 and "adapter-lda, tta-flip, aqe, dba" in err
+    # Two photos per diagnosis of a colour-and-texture model: the adapter cannot be fitted.
+    code, _, err = call(capsys, *search, "--variant", "adapter-lda")
+    assert code == 2 and "too few photos per diagnosis" in err and "Traceback" not in err
+
+
 def test_errors_exit_2_with_a_sentence_via_subprocess(workspace):
     proc = run_cli("build", "--library", str(workspace / "lib"), "--backbone", "no-such-model")
     assert proc.returncode == 2
