@@ -131,6 +131,7 @@ class PreparedVariant:
     neighbours: np.ndarray | None = None  # dba: rows each library vector was blended with
     folder: Path | None = None
     fitted_now: bool = False
+    announced: bool = False  # whether a user was told it was fitted now
 
     @property
     def params(self) -> dict:

@@ -45,6 +45,7 @@ class Variant:
     query_cost: str = ""  # extra work per query, in words
     title: str = ""  # what the app calls it, in plain words
     plain: str = ""  # one sentence a clinician understands
+    plain_cost: str = ""  # its extra work per query, for the app's page
 
 
 VARIANTS: dict[str, Variant] = {}
@@ -65,6 +66,7 @@ register_variant(
         query_cost="a second forward pass of the backbone per query",
         title="Also search the mirror image",
         plain="Each photo is also read flipped left to right, and the two readings are averaged.",
+        plain_cost="the model reads the photo a second time, mirrored",
     )
 )
 register_variant(
@@ -75,6 +77,7 @@ register_variant(
         query_cost="a second search",
         title="Widen the query with its nearest cases",
         plain="The search is run again with the query blended with its three nearest cases.",
+        plain_cost="a second search",
     )
 )
 register_variant(
@@ -85,6 +88,7 @@ register_variant(
         query_cost="none (the library is augmented once, off-line)",
         title="Blend each library photo with its neighbours",
         plain="Every library photo is blended with its three nearest cases before the search.",
+        plain_cost="nothing per search: the library is blended once, when first used",
     )
 )
 register_variant(
@@ -95,6 +99,7 @@ register_variant(
         query_cost="one forward pass per fused backbone",
         title="Combine several backbones",
         plain="The similarities of several backbones are averaged.",
+        plain_cost="every fused model reads the photo",
     )
 )
 register_variant(
@@ -109,6 +114,7 @@ register_variant(
             "Learns a projection from the library's diagnoses, so that cases with the same "
             "diagnosis sit closer together."
         ),
+        plain_cost="one small matrix product; the library is projected once, when first used",
     )
 )
 

@@ -88,6 +88,7 @@ class SearchHandlers:
         stated_label: str | None = None,
         case_relpath: str | None = None,
         prompt: str | None = None,
+        variant: str | None = None,
         progress: gr.Progress = PROGRESS,
     ) -> tuple[list, str, list[dict], dict, dict]:
         """The Search button, and what every other search event ends in: results, summary, the
@@ -105,6 +106,7 @@ class SearchHandlers:
             stated_label=stated_label,
             case_relpath=case_relpath,
             prompt=prompt,
+            variant=variant,
             progress=lambda f, m: progress(f, desc=m),
         )
         for note in outcome.notes:
@@ -126,6 +128,7 @@ class SearchHandlers:
         similarity: str = "cosine",
         diagnosis: str | None = None,
         coverage: float | str = hs.DEFAULT_COVERAGE,
+        variant: str | None = None,
         progress: gr.Progress = PROGRESS,
     ) -> tuple:
         """An upload (also the ``/search_photo`` API): keep the photo in the session and search
@@ -142,6 +145,7 @@ class SearchHandlers:
                 coverage=coverage,
                 photo=photo,
                 stated_label=diagnosis,
+                variant=variant,
                 progress=progress,
             )
         except Exception as err:  # keep the photo: the user can fix the cause and press Search
@@ -161,6 +165,7 @@ class SearchHandlers:
         coverage: float | str,
         photo: Image.Image | None,
         stated_label: str | None,
+        variant: str | None = None,
         progress: gr.Progress = PROGRESS,
     ) -> tuple:
         """A new diagnosis for the query photo re-frames its results; other queries wait."""
@@ -175,6 +180,7 @@ class SearchHandlers:
             coverage=coverage,
             photo=photo,
             stated_label=stated_label,
+            variant=variant,
             progress=progress,
         )
 
@@ -187,6 +193,7 @@ class SearchHandlers:
         metric: str,
         coverage: float | str,
         evt: gr.SelectData,
+        variant: str | None = None,
         progress: gr.Progress = PROGRESS,
     ) -> tuple:
         """A click in the examples strip searches with that library case."""
@@ -201,6 +208,7 @@ class SearchHandlers:
             metric=metric,
             coverage=coverage,
             case_relpath=case["relpath"],
+            variant=variant,
             progress=progress,
         )
         md = f"Query: **{case['label']}** · `{case['relpath']}`"
@@ -214,6 +222,7 @@ class SearchHandlers:
         metric: str,
         coverage: float | str,
         prompt: str | None,
+        variant: str | None = None,
         progress: gr.Progress = PROGRESS,
     ) -> tuple:
         """Enter in the prompt box searches by text."""
@@ -225,6 +234,7 @@ class SearchHandlers:
             metric=metric,
             coverage=coverage,
             prompt=prompt,
+            variant=variant,
             progress=progress,
         )
         return "text", *found
@@ -237,6 +247,7 @@ class SearchHandlers:
         k: float,
         metric: str,
         coverage: float | str,
+        variant: str | None = None,
         progress: gr.Progress = PROGRESS,
     ) -> tuple:
         """'Search with this case': the clicked result becomes the query."""
@@ -250,6 +261,7 @@ class SearchHandlers:
             metric=metric,
             coverage=coverage,
             case_relpath=relpath,
+            variant=variant,
             progress=progress,
         )
         md = f"Query: library case `{relpath}`"

@@ -24,6 +24,7 @@ from data_index.trusted_search import (
     trusted_search,
     vote_calibration,
 )
+from data_index.variant_search import mirrored_query, parse_search_variant
 from demo.arguments import without_server_paths
 from demo.render import (
     display_label,
@@ -35,6 +36,7 @@ from demo.render import (
 )
 from demo.state import AppState, Progress
 from demo.summary_search import format_summary
+from demo.variant_advice import used_variant, variant_note
 from models import get_spec, list_specs, open_image
 from models.weights import availability
 
@@ -247,12 +249,20 @@ def run_search(
     stated_label: str | None = None,
     case_relpath: str | None = None,
     prompt: object = None,
+    variant: object = None,
     progress: Progress | None = None,
 ) -> SearchOutcome:
-    """Search the library for the nearest cases to a photo, a library case or a text prompt."""
+    """Search the library for the nearest cases to a photo, a library case or a text prompt,
+    ranked plainly or with a retrieval ``variant`` (photos and library cases only)."""
     if mode not in MODES:
         raise ValueError(f"Query mode must be one of {', '.join(MODES)}, not {mode!r}.")
     k, metric, coverage = parse_k(k), parse_metric(metric), parse_coverage(coverage)
+    variant_name = parse_search_variant(variant)
+    if variant_name is not None and metric != "cosine":
+        raise ValueError(
+            "Retrieval variants compare photos by cosine similarity: pick cosine similarity, "
+            "or the plain search."
+        )
     # Cheap input checks first: a bad upload should not wait for an index build.
     if mode == "text" and not text_box_state(backbone_key)[0]:
         raise ValueError(text_box_state(backbone_key)[1])  # the reason, not "prompt is empty"
@@ -270,12 +280,18 @@ def run_search(
     backbone = state.backbone(backbone_key)
     groups, calibration, threshold = _trust_inputs(state, library_path, idx, k=k, metric=metric)
     notes: list[str] = []
+    if variant_name is not None and mode == "text":
+        notes.append("Retrieval variants rank photos: this text search is the plain one.")
+        variant_name = None
+    prepared = used_variant(state, library_path, backbone_key, variant_name, groups, notes)
     exclude: tuple[str, ...] = ()
-    query_sha1 = None
+    query_sha1, flipped, query_row = None, None, None
     started = time.perf_counter()
     if mode == "photo":
         query_label = stated_label if stated_label in library.labels else None
         vector = backbone.encode_images([image], normalize=False)[0]
+        if variant_name == "tta-flip":
+            flipped = mirrored_query(backbone, image)
         if isinstance(photo, str | Path) and Path(photo).is_file():
             query_sha1 = file_sha1(photo)
         elif isinstance(photo, Image.Image):
@@ -284,7 +300,8 @@ def run_search(
         row = _case_row(idx.cases, case_relpath)
         query_label, exclude = str(row["label"]), (str(row["case_id"]),)
         query_sha1 = str(row["sha1"])
-        vector = idx.raw[idx.row_positions([int(row["key"])])[0]]
+        query_row = int(idx.row_positions([int(row["key"])])[0])
+        vector = idx.raw[query_row]
     else:
         query_label = label_from_text(text, library.labels)
         vector = backbone.encode_texts([text])[0]
@@ -303,6 +320,9 @@ def run_search(
         calibration=calibration,
         # Text and image vectors sit at other similarities: the photo threshold does not apply.
         threshold=threshold if mode != "text" else float("nan"),
+        variant=prepared,
+        mirrored_vector=flipped,
+        query_row=query_row,
     )
     search_ms = (time.perf_counter() - started) * 1000
     if len(report.hits) < k:
@@ -340,6 +360,7 @@ def run_search(
         embed_ms=embed_ms,
         search_ms=search_ms,
         backbone_name=backbone.spec.name,
+        variant_note=variant_note(library, backbone_key, variant_name),
     )
     return SearchOutcome(
         gallery, summary, records, query_label, notes, embed_ms, search_ms, report.as_json()

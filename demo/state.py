@@ -14,6 +14,12 @@ from pathlib import Path
 
 from data_index import CaseIndex, CaseLibrary, IndexMismatch, default_index_dir
 from data_index.bundle import bundle_index_dir, is_bundle
+from data_index.variant_search import (
+    PreparedVariant,
+    mirrored_library,
+    prepare_variant,
+    variant_folder,
+)
 from demo.catalog import LibraryCatalog
 from models import Backbone, availability, get_spec, load_backbone
 
@@ -214,6 +220,28 @@ class AppState:
         idx.sync(library, backbone, num_workers=self.num_workers, progress=step)
         idx.save(folder)
         return idx
+
+    def variant(
+        self, library_path: str, backbone_key: str, name: str, *, groups=None
+    ) -> PreparedVariant:
+        """A retrieval variant ready to search the index of a library under a backbone: its
+        fitted files beside the index are loaded, or fitted and saved when the library changed
+        (``data_index.variant_search``); kept in memory per index version."""
+        library = self.library(library_path)
+        idx = self.index(library_path, backbone_key)
+        key = ("variant", self.resolve(library_path), idx.key, name, library.fingerprint,
+               len(idx), id(idx), groups is not None)  # fmt: skip
+        folder = variant_folder(default_index_dir(library.name, idx.key))
+        return self.memo(
+            key,
+            lambda: prepare_variant(
+                idx,
+                name,
+                folder=folder,
+                group_ids=groups,
+                mirrored_library=mirrored_library(self.backbone(idx.key), idx),
+            ),
+        )
 
     def forget_indexes(self, library_path: str) -> None:
         """Drop cached indexes of a library (after its files changed on disk)."""

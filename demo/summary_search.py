@@ -81,10 +81,13 @@ def format_summary(
     embed_ms: float,
     search_ms: float,
     backbone_name: str,
+    variant_note: str | None = None,
 ) -> str:
     """Markdown: the query's own photo left out, "no close match" or the likely diagnoses, the
     vote, whether the query's diagnosis came back, and the timings."""
     lines = _in_library(report, query_kind=query_kind)
+    if variant_note:
+        lines.append(variant_note)
     if not report.hits:
         return "\n\n".join(
             [*lines, "No cases came back: the library has no other cases to compare with."]

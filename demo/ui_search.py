@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 import demo.handlers_search as hs
+import demo.variant_advice as va
 from demo.arguments import checked_by_handler
 from demo.errors import guarded
 from demo.events_search import (
@@ -144,6 +145,17 @@ def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str
                 "library's own photos. Higher coverage gives longer lists.",
                 elem_id="coverage",
             )
+            first_choices, first_info, first_all = variant_updates(state, library.value, start)
+            variant = gr.Radio(
+                choices=first_choices,
+                value=va.PLAIN,
+                label="Retrieval variant (off by default)",
+                elem_id="variant",
+            )
+            checked_by_handler(variant)  # API callers naming another variant get a sentence
+            variant_info = gr.Markdown(first_info, elem_id="variant-info")
+            with gr.Accordion("Every variant offered here, and what was measured", open=False):
+                variant_all = gr.Markdown(first_all, elem_id="variant-all")
             search_btn = gr.Button("Search", variant="primary", elem_id="search-btn")
         # min_width under a phone's 390 px: wider columns would push results off screen.
         with gr.Column(scale=3, min_width=300):
@@ -190,6 +202,7 @@ def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str
         "k": k,
         "metric": metric,
         "coverage": coverage,
+        "variant": variant,
     }
     # The JSON summary last: /search_photo's final output is what `search --json` prints.
     shown = [results, summary, hits, again_btn, report_json]
@@ -219,6 +232,7 @@ def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str
             "similarity": metric,
             "diagnosis": stated_label,
             "coverage": coverage,
+            "variant": variant,
         },
         outputs=[photo, preview, mode, query_image, *shown],
         api_name="search_photo",
@@ -272,7 +286,21 @@ def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str
     )
     # Results made under other settings must not pass for this one's: they go, and so do the
     # selected case and its button, until the next search.
-    for setting in (library, backbone, k, metric, coverage):
+    variants = VariantHandlers(state)
+    for setting in (library, backbone):
+        setting.change(
+            guarded(variants.box_update),
+            inputs_kwargs={"library_path": library, "backbone_key": backbone},
+            outputs=[variant, variant_info, variant_all],
+            api_name=False,
+        )
+    variant.change(
+        guarded(variants.chosen),
+        inputs_kwargs={"library_path": library, "backbone_key": backbone, "name": variant},
+        outputs=[variant_info],
+        api_name=False,
+    )
+    for setting in (library, backbone, k, metric, coverage, variant):
         setting.change(
             results_out_of_date,
             outputs=[*shown, detail_image, detail_md, selected],
@@ -280,6 +308,39 @@ def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str
             show_progress="hidden",
         )
     return SearchTab(backbone, stated_label, examples, examples_state, prompt, query_tabs)
+
+
+def variant_updates(
+    state: AppState, library_path: str | None, backbone_key: str | None
+) -> tuple[list[tuple[str, str]], str, str]:
+    """(radio choices, the line under it, every variant's details) for a library and backbone."""
+    if not library_path or not backbone_key:
+        return va.variant_choices([]), "Pick a library and a backbone to see the variants.", ""
+    try:
+        advice = va.variant_advice(state.library(library_path), backbone_key)
+    except ValueError as err:  # an unreadable library says so on the Library tab
+        return va.variant_choices([]), str(err), ""
+    return va.variant_choices(advice), va.variant_summary(advice), va.variant_markdown(advice)
+
+
+@dataclass(frozen=True)
+class VariantHandlers:
+    """The variant picker's events, bound to the app's shared state."""
+
+    state: AppState
+
+    def box_update(self, library_path: str | None, backbone_key: str | None) -> tuple:
+        """Another library or backbone: its own variants, and the plain search again."""
+        choices, info, every = variant_updates(self.state, library_path, backbone_key)
+        return gr.update(choices=choices, value=va.PLAIN), info, every
+
+    def chosen(self, library_path: str | None, backbone_key: str | None, name: str | None) -> str:
+        """The line under the picker: what the chosen variant does and what is known of it."""
+        if not library_path or not backbone_key:
+            return ""
+        advice = va.variant_advice(self.state.library(library_path), backbone_key)
+        picked = [a for a in advice if a.name == name]
+        return picked[0].markdown() if picked else va.variant_summary(advice)
 
 
 def library_updates(state: AppState, library_path: str | None) -> tuple:
