@@ -24,6 +24,7 @@ from data_index.variant_search import IN_SEARCH, PreparedVariant, applies
 from data_index.variants import VARIANTS
 from demo.handlers_bench import RESULTS_DIR, app_results_dir
 from demo.state import AppState
+from models import get_spec
 
 PLAIN = ""  # the radio value of the plain search
 _CACHE: dict[tuple, pd.DataFrame] = {}
@@ -209,8 +210,9 @@ def variant_note(library: CaseLibrary, backbone_key: str, name: str | None) -> s
     status = found.status if found is not None else ""
     return (
         f"**Ranked with a retrieval variant: {VARIANTS[name].title}.** {VARIANTS[name].plain} "
-        f"{status} The list of likely diagnoses is calibrated for the plain search, so it is "
-        "not shown while a variant is on."
+        f"{status} Similarities below are measured after the variant's change. The list of "
+        "likely diagnoses is calibrated for the plain search, so it is not shown while a "
+        "variant is on."
     )
 
 
@@ -234,3 +236,23 @@ def used_variant(
             "later searches reuse it until the library changes."
         )
     return prepared
+
+
+def compare_variant_choices() -> list[tuple[str, str]]:
+    """The Compare tab's picker: every single-backbone variant, by its plain title."""
+    return [("Plain search (default)", PLAIN), *((VARIANTS[n].title, n) for n in IN_SEARCH)]
+
+
+def compare_variant_markdown(
+    library: CaseLibrary | None, backbones: Sequence[str], name: str | None
+) -> str:
+    """The chosen variant in one sentence, then what was measured of it per ticked backbone."""
+    if not name or library is None:
+        return ""
+    variant = VARIANTS[name]
+    lines = [f"**{variant.title}.** {variant.plain}"]
+    for key in backbones:
+        found = {a.name: a for a in variant_advice(library, key)}.get(name)
+        why = found.status if found is not None else "It cannot run on this library."
+        lines.append(f"- {get_spec(key).name}: {why}")
+    return "\n".join(lines)

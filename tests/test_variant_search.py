@@ -12,6 +12,8 @@ from library_factory import make_manifest_library, pattern_image, save_image
 from benchmarks.variants import rank_aqe, rank_dba, rank_plain, same_group, top_rows
 from data_index import CaseIndex, CaseLibrary
 from data_index.audit import case_or_copy_groups
+from data_index.compare import CompareQuery, compare_row
+from data_index.compare_render import row_summary
 from data_index.embed_transformed import embed_transformed, mirrored
 from data_index.trusted_search import trusted_search
 from data_index.variant_search import (
@@ -168,3 +170,20 @@ def test_parse_search_variant_lists_the_valid_ones():
     with pytest.raises(ValueError, match="adapter-lda, tta-flip, aqe, dba"):
         parse_search_variant("fusion:a+b")
     assert set(IN_SEARCH) <= set(VARIANTS)
+
+
+def test_a_compare_row_ranks_with_the_variant_and_says_so(built, tmp_path):
+    _, _, backbone, idx = built
+    prepared = prepare_variant(idx, "adapter-lda", folder=tmp_path / "v")
+    relpath = str(idx.cases["relpath"].iat[2])
+    query = CompareQuery(kind="case", relpath=relpath, label=str(idx.cases["label"].iat[2]))
+    row = compare_row(idx, backbone, query, k=K, variant=prepared)
+    case = str(idx.cases["case_id"].iat[2])
+    expected = prepared.search(idx.vectors()[2], k=K, exclude_case_ids=[case])
+    assert [h.case_id for h in row.hits] == [h.case_id for h in expected]
+    assert row.to_dict()["variant"] == "adapter-lda"
+    assert "ranked with: Adapt to this library's labels (LDA)" in row_summary(row, k=K)
+    plain = compare_row(idx, backbone, query, k=K)
+    assert plain.to_dict()["variant"] is None
+    with pytest.raises(ValueError, match="rank photos"):
+        compare_row(idx, backbone, CompareQuery(kind="text", text="x"), k=K, variant=prepared)
