@@ -88,7 +88,7 @@ register_variant(
         query_cost="none (the library is augmented once, off-line)",
         title="Blend each library photo with its neighbours",
         plain="Every library photo is blended with its three nearest cases before the search.",
-        plain_cost="nothing per search: the library is blended once, when first used",
+        plain_cost="none: the library is blended once, when first used",
     )
 )
 register_variant(

@@ -178,6 +178,14 @@ def build_demo(config: AppConfig, *, state: AppState | None = None) -> gr.Blocks
             api_name=False,
         )
 
+        # Variant records a run wrote since start-up count from the next page load on.
+        demo.load(
+            guarded(search.variant_handlers.box_update),
+            inputs_kwargs={"library_path": library, "backbone_key": search.backbone},
+            outputs=list(search.variant_boxes),
+            api_name=False,
+        )
+
         def end_session(request: gr.Request):
             state.catalog.forget_session(request.session_hash)
 

@@ -53,6 +53,8 @@ class SearchTab:
     examples_state: gr.State
     prompt: gr.Textbox
     query_tabs: gr.Tabs
+    variant_boxes: tuple  # the variant picker, its line and its details, refreshed on load
+    variant_handlers: VariantHandlers
 
 
 def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str) -> SearchTab:
@@ -307,7 +309,16 @@ def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str
             api_name=False,
             show_progress="hidden",
         )
-    return SearchTab(backbone, stated_label, examples, examples_state, prompt, query_tabs)
+    return SearchTab(
+        backbone,
+        stated_label,
+        examples,
+        examples_state,
+        prompt,
+        query_tabs,
+        (variant, variant_info, variant_all),
+        variants,
+    )
 
 
 def variant_updates(
