@@ -9,7 +9,6 @@ other measured Top-k got significantly worse. Everything else says what is known
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,49 +16,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.__main__ import RUNS_FOLDER
-from benchmarks.records import read_records
-from data_index import CaseLibrary, cache_root
+from benchmarks.records import read_variant_records
+from data_index import CaseLibrary
 from data_index.variant_search import IN_SEARCH, PreparedVariant, applies
 from data_index.variants import VARIANTS
-from demo.handlers_bench import RESULTS_DIR, app_results_dir
+from demo.handlers_bench import variant_record_folders
 from demo.state import AppState
 from models import get_spec
 
 PLAIN = ""  # the radio value of the plain search
-_CACHE: dict[tuple, pd.DataFrame] = {}
-_CACHE_LOCK = threading.Lock()
-
-
-def record_folders() -> tuple[Path, ...]:
-    return (RESULTS_DIR, app_results_dir(), cache_root() / RUNS_FOLDER)
-
-
-def _read_variant_file(path: Path) -> pd.DataFrame:
-    stat = path.stat()
-    key = (str(path), stat.st_mtime_ns, stat.st_size)
-    with _CACHE_LOCK:
-        if key in _CACHE:
-            return _CACHE[key]
-    frame = read_records(path, tolerant=True)
-    if len(frame) and {"protocol", "metric"} <= set(frame.columns):
-        frame = frame[(frame["protocol"] == "variant") & (frame["metric"] == "hit_rate")]
-    else:
-        frame = pd.DataFrame()
-    with _CACHE_LOCK:
-        _CACHE[key] = frame
-    return frame
 
 
 def variant_records(*, folders: Sequence[Path] | None = None) -> pd.DataFrame:
     """Every measured variant record under the results folders."""
-    frames = []
-    for folder in folders if folders is not None else record_folders():
-        for path in sorted(Path(folder).glob("*.jsonl")):
-            frame = _read_variant_file(path)
-            if len(frame):
-                frames.append(frame)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return read_variant_records(folders if folders is not None else variant_record_folders())
 
 
 @dataclass(frozen=True)

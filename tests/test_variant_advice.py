@@ -11,6 +11,7 @@ from library_factory import make_folder_library
 import demo.handlers_search as hs
 from data_index import CaseLibrary
 from demo import variant_advice as va
+from demo.handlers_bench import RESULTS_DIR
 from demo.state import AppState
 
 
@@ -86,7 +87,7 @@ def test_another_librarys_measurement_does_not_count(library, tmp_path):
 
 
 def test_the_committed_records_recommend_the_adapter_only_where_it_helped(shared_datasets):
-    records = va.variant_records(folders=[va.RESULTS_DIR])
+    records = va.variant_records(folders=[RESULTS_DIR])
     infectious = CaseLibrary.load(shared_datasets / "infectious-8")
     found = {
         a.name: a for a in va.variant_advice(infectious, "efficientnet-lite0", records=records)
