@@ -30,12 +30,12 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from benchmarks.perf.search_methods import (
-    EXPANSION_SEARCH_GRID,
     Tuning,
     exact_top_k,
     hnsw_search,
     recall_at_k,
     time_calls,
+    tune_expansion,
 )
 from benchmarks.perf.search_vectors import DEFAULT_CACHE, cluster_model, real_embeddings, sample
 from data_index.case_index import CaseIndex
@@ -79,18 +79,13 @@ def build(vectors: np.ndarray, *, dtype: str, expansion_add: int, threads: int, 
 
 
 def tune_search(idx: CaseIndex, *, queries: np.ndarray, truth: np.ndarray, target: float) -> Tuning:
-    """The smallest expansion_search of the grid whose ``search_vector`` recall@10 reaches
-    ``target`` on the tuning queries (or the best one, if none does)."""
-    curve: dict[int, float] = {}
-    for ef in EXPANSION_SEARCH_GRID:
-        idx.index.expansion_search = ef
-        found = np.array([[h.key for h in idx.search_vector(q, k=K)] for q in queries])
-        curve[ef] = recall_at_k(found=found, truth=truth, k=K)
-        if curve[ef] >= target:
-            return Tuning(curve=curve, chosen=ef, reached=True)
-    best = max(curve, key=lambda ef: (curve[ef], -ef))
-    idx.index.expansion_search = best
-    return Tuning(curve=curve, chosen=best, reached=False)
+    """expansion_search tuned on ``search_vector``, the app's call (with an i8 re-rank)."""
+    return tune_expansion(
+        index=idx.index,
+        find=lambda: np.array([[h.key for h in idx.search_vector(q, k=K)] for q in queries]),
+        truth=truth,
+        target=target,
+    )
 
 
 def _figures(prefix: str, timing, truth: np.ndarray) -> dict:
