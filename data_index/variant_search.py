@@ -100,6 +100,10 @@ class VariantIndex:
         return len(self) <= EXACT_SEARCH_MAX_CASES
 
     @property
+    def dtype(self) -> str:
+        return "f32"  # a variant's vectors are few and small: kept exact
+
+    @property
     def table(self) -> CaseTable:
         return self.base_table
 
