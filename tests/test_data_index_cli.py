@@ -114,9 +114,6 @@ def test_search_json_says_which_variant_ranked_the_hits(workspace, capsys):
     assert code == 0 and json.loads(stdout)["variant"] is None
     code, _, err = call(capsys, *search, "--variant", "qe")
     assert code == 2 and "adapter-lda, tta-flip, aqe, dba" in err
-    # Two photos per diagnosis of a colour-and-texture model: the adapter cannot be fitted.
-    code, _, err = call(capsys, *search, "--variant", "adapter-lda")
-    assert code == 2 and "too few photos per diagnosis" in err and "Traceback" not in err
 
 
 def test_errors_exit_2_with_a_sentence_via_subprocess(workspace):

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from library_factory import make_manifest_library, pattern_image, save_image
+from library_factory import make_folder_library, make_manifest_library, pattern_image, save_image
 
 from benchmarks.variants import rank_aqe, rank_dba, rank_plain, same_group, top_rows
 from data_index import CaseIndex, CaseLibrary
@@ -187,3 +187,18 @@ def test_a_compare_row_ranks_with_the_variant_and_says_so(built, tmp_path):
     assert plain.to_dict()["variant"] is None
     with pytest.raises(ValueError, match="rank photos"):
         compare_row(idx, backbone, CompareQuery(kind="text", text="x"), k=K, variant=prepared)
+
+
+def test_an_adapter_that_cannot_be_fitted_says_why_in_a_sentence(tmp_path):
+    # Two photos per diagnosis under a colour-and-texture descriptor: the within-diagnosis
+    # spread is singular, so the discriminant analysis has nothing to solve.
+    library = CaseLibrary.load(make_folder_library(tmp_path / "lib", per_class=2))
+    idx = CaseIndex.build(
+        library, load_backbone("color-texture"), out_dir=tmp_path / "index", use_cache=False
+    )
+    with pytest.raises(ValueError, match="too few photos per diagnosis"):
+        prepare_variant(idx, "adapter-lda", folder=tmp_path / "v")
+    assert not (tmp_path / "v" / "adapter-lda").exists() or not any(
+        p.name.startswith(library.fingerprint[:16])
+        for p in (tmp_path / "v" / "adapter-lda").iterdir()
+    )
