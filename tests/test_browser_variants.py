@@ -41,7 +41,8 @@ def test_variant_picker_is_off_by_default_and_a_search_with_one_says_so(app, pag
     assert page.get_by_label("Plain search (default)").is_checked()
     page.get_by_text("Every variant offered here, and what was measured").click()
     page.wait_for_function(  # the page load reads the records the run just wrote
-        "() => document.querySelector('#variant-all')?.textContent.includes('nearest case')"
+        "t => document.querySelector('#variant-all')?.textContent.includes(t)",
+        arg="points for the nearest case",
     )
     every = page.locator("#variant-all").inner_text()
     assert "Measured" in every and "points for the nearest case" in every
