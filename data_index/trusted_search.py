@@ -81,7 +81,9 @@ class SearchReport:
                     "label": h.label,
                     "score": h.score,
                     "case_id": h.case_id,
-                    "path": h.path,
+                    # Inside the library: the app sends this summary to browsers and API
+                    # callers, who never see a server path, and the CLI prints the same one.
+                    "path": str(h.metadata.get("relpath") or h.path),
                 }
                 for h in self.hits
             ],
