@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import gradio as gr
 from PIL import Image
@@ -14,10 +14,16 @@ import demo.handlers_search as hs
 from data_index.query_match import file_sha1
 from demo.errors import log_unexpected, user_message
 from demo.state import AppState
+from demo.stopping import StopFlags, run_stoppable, stoppable
 
 QUERY_MAX_PX = 1024
 # gradio spots a Progress default and hands each request its own tracker, so one is enough.
 PROGRESS = gr.Progress()
+SEARCHING = "search"  # the kind of work the Search tab's Cancel button stops
+
+
+def session_of(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "local"
 
 
 def preview_html(image: Image.Image | None) -> str:
@@ -75,6 +81,7 @@ class SearchHandlers:
     keyword arguments named after its inputs; each returns its outputs in wiring order."""
 
     state: AppState
+    flags: StopFlags = field(default_factory=StopFlags)
 
     def search(
         self,
@@ -88,25 +95,39 @@ class SearchHandlers:
         stated_label: str | None = None,
         case_relpath: str | None = None,
         prompt: str | None = None,
+        upload: str | None = None,
+        request: gr.Request | None = None,
         progress: gr.Progress = PROGRESS,
     ) -> tuple[list, str, list[dict], dict, dict]:
         """The Search button, and what every other search event ends in: results, summary, the
         hits kept for clicking, "search with this case" switched off (nothing is selected yet)
-        and, last, the machine-readable summary (the CLI's ``--json``); notes pop up as toasts."""
-        outcome = hs.run_search(
-            self.state,
-            library_path=library_path,
-            backbone_key=backbone_key,
-            mode=mode,
-            k=k,
-            metric=metric,
-            coverage=coverage,
-            photo=expand_photo(photo),
-            stated_label=stated_label,
-            case_relpath=case_relpath,
-            prompt=prompt,
-            progress=lambda f, m: progress(f, desc=m),
-        )
+        and, last, the machine-readable summary (the CLI's ``--json``); notes pop up as toasts.
+
+        A first search on a backbone builds the library's index; the tab's Cancel button stops
+        it through this session's stop flag. ``upload`` is the photo box's file, read when the
+        session holds no photo (an upload whose search was cancelled before it kept one)."""
+        if mode == "photo" and photo is None and upload:
+            photo = read_query_photo(upload)
+
+        def work(flag):
+            return hs.run_search(
+                self.state,
+                library_path=library_path,
+                backbone_key=backbone_key,
+                mode=mode,
+                k=k,
+                metric=metric,
+                coverage=coverage,
+                photo=expand_photo(photo),
+                stated_label=stated_label,
+                case_relpath=case_relpath,
+                prompt=prompt,
+                progress=stoppable(
+                    lambda f, m: progress(f, desc=m), flag, message=hs.CANCELLED_BUILD
+                ),
+            )
+
+        outcome = run_stoppable(self.flags, session_of(request), SEARCHING, work)
         for note in outcome.notes:
             gr.Info(note, duration=8)
         return (
@@ -126,6 +147,7 @@ class SearchHandlers:
         similarity: str = "cosine",
         diagnosis: str | None = None,
         coverage: float | str = hs.DEFAULT_COVERAGE,
+        request: gr.Request | None = None,
         progress: gr.Progress = PROGRESS,
     ) -> tuple:
         """An upload (also the ``/search_photo`` API): keep the photo in the session and search
@@ -142,6 +164,7 @@ class SearchHandlers:
                 coverage=coverage,
                 photo=photo,
                 stated_label=diagnosis,
+                request=request,
                 progress=progress,
             )
         except Exception as err:  # keep the photo: the user can fix the cause and press Search
@@ -161,6 +184,7 @@ class SearchHandlers:
         coverage: float | str,
         photo: Image.Image | None,
         stated_label: str | None,
+        request: gr.Request | None = None,
         progress: gr.Progress = PROGRESS,
     ) -> tuple:
         """A new diagnosis for the query photo re-frames its results; other queries wait."""
@@ -175,6 +199,7 @@ class SearchHandlers:
             coverage=coverage,
             photo=photo,
             stated_label=stated_label,
+            request=request,
             progress=progress,
         )
 
@@ -187,6 +212,7 @@ class SearchHandlers:
         metric: str,
         coverage: float | str,
         evt: gr.SelectData,
+        request: gr.Request | None = None,
         progress: gr.Progress = PROGRESS,
     ) -> tuple:
         """A click in the examples strip searches with that library case."""
@@ -201,9 +227,10 @@ class SearchHandlers:
             metric=metric,
             coverage=coverage,
             case_relpath=case["relpath"],
+            request=request,
             progress=progress,
         )
-        md = f"Query: **{case['label']}** · `{case['relpath']}`"
+        md = f"Query: **{case.get('label_shown') or case['label']}** · `{case['relpath']}`"
         return "case", case["relpath"], md, *found
 
     def submit_text(
@@ -214,6 +241,7 @@ class SearchHandlers:
         metric: str,
         coverage: float | str,
         prompt: str | None,
+        request: gr.Request | None = None,
         progress: gr.Progress = PROGRESS,
     ) -> tuple:
         """Enter in the prompt box searches by text."""
@@ -225,6 +253,7 @@ class SearchHandlers:
             metric=metric,
             coverage=coverage,
             prompt=prompt,
+            request=request,
             progress=progress,
         )
         return "text", *found
@@ -237,6 +266,7 @@ class SearchHandlers:
         k: float,
         metric: str,
         coverage: float | str,
+        request: gr.Request | None = None,
         progress: gr.Progress = PROGRESS,
     ) -> tuple:
         """'Search with this case': the clicked result becomes the query."""
@@ -250,6 +280,7 @@ class SearchHandlers:
             metric=metric,
             coverage=coverage,
             case_relpath=relpath,
+            request=request,
             progress=progress,
         )
         md = f"Query: library case `{relpath}`"

@@ -11,15 +11,18 @@ import demo.handlers_search as hs
 from demo.arguments import checked_by_handler
 from demo.errors import guarded
 from demo.events_search import (
+    SEARCHING,
     SearchHandlers,
     preview_html,
     results_out_of_date,
+    session_of,
     show_result,
     text_box_update,
 )
 from demo.explain_view import build_explain_view, wire_explain_view
 from demo.render import LEGEND
 from demo.state import AppState
+from demo.stopping import StopFlags
 
 PHOTO_TTL_S = 1800  # a session's query photo lives in memory at most this long
 
@@ -52,6 +55,18 @@ class SearchTab:
     examples_state: gr.State
     prompt: gr.Textbox
     query_tabs: gr.Tabs
+    build_note: gr.Markdown
+    cancel_btn: gr.Button
+
+    def notice_outputs(self) -> list:
+        return [self.build_note, self.cancel_btn]
+
+
+def notice_updates(state: AppState, library_path: str | None, backbone_key: str | None) -> tuple:
+    """The note about a first index build, and its Cancel button, shown only when the next
+    search will build (or update) this library's index."""
+    text = hs.build_notice(state, library_path, backbone_key)
+    return gr.update(value=text, visible=bool(text)), gr.update(visible=bool(text))
 
 
 def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str) -> SearchTab:
@@ -144,11 +159,18 @@ def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str
                 "library's own photos. Higher coverage gives longer lists.",
                 elem_id="coverage",
             )
-            search_btn = gr.Button("Search", variant="primary", elem_id="search-btn")
+            build_note = gr.Markdown("", visible=False, elem_id="index-build-note")
+            with gr.Row():
+                search_btn = gr.Button("Search", variant="primary", elem_id="search-btn")
+                cancel_btn = gr.Button(
+                    "Cancel", variant="stop", visible=False, elem_id="search-cancel"
+                )
         # min_width under a phone's 390 px: wider columns would push results off screen.
         with gr.Column(scale=3, min_width=300):
             summary = gr.Markdown(
                 "Pick a query on the left: a photo, a library case or a text prompt.",
+                # Room for the one progress bar of a first index build, which shows here.
+                min_height=72,
                 elem_id="summary",
             )
             gr.Markdown(LEGEND, elem_id="results-legend")
@@ -169,6 +191,9 @@ def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str
                     label="Selected case",
                     interactive=False,
                     height=320,
+                    # Lossless: the photo's own pixels at their real resolution, not a tile.
+                    format="png",
+                    buttons=["fullscreen", "download"],
                     elem_id="detail-image",
                 )
                 with gr.Column():
@@ -193,54 +218,75 @@ def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str
     }
     # The JSON summary last: /search_photo's final output is what `search --json` prints.
     shown = [results, summary, hits, again_btn, report_json]
-    handlers = SearchHandlers(state)
-    search_btn.click(
-        guarded(handlers.search),
-        inputs_kwargs={
-            **settings,
-            "mode": mode,
-            "photo": photo,
-            "stated_label": stated_label,
-            "case_relpath": picked_case,
-            "prompt": prompt,
-        },
-        outputs=shown,
-        api_name="search",
-        concurrency_limit=2,
+    flags = StopFlags()
+    handlers = SearchHandlers(state, flags)
+    # Every event that may search: Cancel stops any of them, and each one's progress (a first
+    # index build: count and time left) shows once, over the summary, not on every output.
+    searching = []
+    one_bar = {"show_progress_on": [summary]}
+    searching.append(
+        search_btn.click(
+            guarded(handlers.search),
+            inputs_kwargs={
+                **settings,
+                "mode": mode,
+                "photo": photo,
+                "stated_label": stated_label,
+                "case_relpath": picked_case,
+                "prompt": prompt,
+                "upload": query_image,
+            },
+            outputs=shown,
+            api_name="search",
+            concurrency_limit=2,
+            **one_bar,
+        )
     )
-    query_image.input(
-        guarded(handlers.take_photo),
-        # Named as the API documents them: /search_photo(image, library, backbone, k, ...).
-        inputs_kwargs={
-            "image": query_image,
-            "library": library,
-            "backbone": backbone,
-            "k": k,
-            "similarity": metric,
-            "diagnosis": stated_label,
-            "coverage": coverage,
-        },
-        outputs=[photo, preview, mode, query_image, *shown],
-        api_name="search_photo",
-        concurrency_limit=2,
+    searching.append(
+        query_image.input(
+            guarded(handlers.take_photo),
+            # Named as the API documents them: /search_photo(image, library, backbone, k, ...).
+            inputs_kwargs={
+                "image": query_image,
+                "library": library,
+                "backbone": backbone,
+                "k": k,
+                "similarity": metric,
+                "diagnosis": stated_label,
+                "coverage": coverage,
+            },
+            outputs=[photo, preview, mode, query_image, *shown],
+            api_name="search_photo",
+            concurrency_limit=2,
+            **one_bar,
+        )
     )
-    stated_label.input(
-        guarded(handlers.relabel),
-        inputs_kwargs={**settings, "mode": mode, "photo": photo, "stated_label": stated_label},
-        outputs=shown,
-        api_name=False,
+    searching.append(
+        stated_label.input(
+            guarded(handlers.relabel),
+            inputs_kwargs={**settings, "mode": mode, "photo": photo, "stated_label": stated_label},
+            outputs=shown,
+            api_name=False,
+            **one_bar,
+        )
     )
-    examples.select(
-        guarded(handlers.pick_case),
-        inputs_kwargs={"examples": examples_state, **settings},
-        outputs=[mode, picked_case, picked_md, *shown],
-        api_name=False,
+    searching.append(
+        examples.select(
+            guarded(handlers.pick_case),
+            inputs_kwargs={"examples": examples_state, **settings},
+            outputs=[mode, picked_case, picked_md, *shown],
+            api_name=False,
+            **one_bar,
+        )
     )
-    prompt.submit(
-        guarded(handlers.submit_text),
-        inputs_kwargs={**settings, "prompt": prompt},
-        outputs=[mode, *shown],
-        api_name="search_text",
+    searching.append(
+        prompt.submit(
+            guarded(handlers.submit_text),
+            inputs_kwargs={**settings, "prompt": prompt},
+            outputs=[mode, *shown],
+            api_name="search_text",
+            **one_bar,
+        )
     )
     tab_photo.select(lambda: "photo", None, mode, api_name=False)
     tab_case.select(lambda: "case", None, mode, api_name=False)
@@ -258,12 +304,27 @@ def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str
         inputs={"library_path": library, "backbone_key": backbone, "mode": mode, "photo": photo,
                 "case_relpath": picked_case, "hits": hits, "selected": selected},
     )  # fmt: skip
-    again_btn.click(
-        guarded(handlers.search_with_selected),
-        inputs_kwargs={"relpath": selected, **settings},
-        outputs=[mode, picked_case, picked_md, query_tabs, *shown],
-        api_name=False,
+    searching.append(
+        again_btn.click(
+            guarded(handlers.search_with_selected),
+            inputs_kwargs={"relpath": selected, **settings},
+            outputs=[mode, picked_case, picked_md, query_tabs, *shown],
+            api_name=False,
+            **one_bar,
+        )
     )
+    notice = {"fn": guarded(lambda path, key: notice_updates(state, path, key)),
+              "inputs": [library, backbone], "outputs": [build_note, cancel_btn],
+              "api_name": False, "show_progress": "hidden"}  # fmt: skip
+    for event in searching:
+        event.then(**notice)  # a finished build hides its note; a failed one keeps it
+
+    def cancel(request: gr.Request):
+        if not flags.stop(session_of(request), SEARCHING):
+            return gr.skip()
+        return hs.CANCELLED_BUILD
+
+    cancel_btn.click(cancel, None, summary, cancels=searching, api_name=False)
     backbone.change(
         guarded(text_box_update),
         inputs_kwargs={"backbone_key": backbone},
@@ -279,7 +340,12 @@ def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str
             api_name=False,
             show_progress="hidden",
         )
-    return SearchTab(backbone, stated_label, examples, examples_state, prompt, query_tabs)
+    for setting in (library, backbone):
+        setting.change(**notice)
+    return SearchTab(
+        backbone, stated_label, examples, examples_state, prompt, query_tabs, build_note,
+        cancel_btn,
+    )  # fmt: skip
 
 
 def library_updates(state: AppState, library_path: str | None) -> tuple:
@@ -287,5 +353,5 @@ def library_updates(state: AppState, library_path: str | None) -> tuple:
     if not library_path:
         return [], [], gr.update(choices=[], value=None)
     examples = hs.example_cases(state, library_path)
-    labels = state.library(library_path).labels
+    labels = hs.label_choices(state, library_path)
     return hs.example_gallery(examples), examples, gr.update(choices=labels, value=None)
