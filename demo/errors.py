@@ -104,7 +104,8 @@ class PageMessages:
                 )
                 with self._guard:
                     self._last[(_session(request), place)] = str(err.message)
-                raise
+                # The page shows it beside the control; a toast as well would only cover it.
+                raise gr.Error(err.message, visible=False, print_exception=False) from err
 
         return wrapper
 

@@ -11,9 +11,10 @@ import gradio as gr
 from PIL import Image
 
 import demo.handlers_search as hs
+import demo.index_notice as index_notice
 from data_index.query_match import file_sha1
 from demo.errors import log_unexpected, user_message
-from demo.state import AppState
+from demo.state import AppState, Cancelled
 from demo.stopping import StopFlags, run_stoppable, stoppable
 
 QUERY_MAX_PX = 1024
@@ -123,11 +124,14 @@ class SearchHandlers:
                 case_relpath=case_relpath,
                 prompt=prompt,
                 progress=stoppable(
-                    lambda f, m: progress(f, desc=m), flag, message=hs.CANCELLED_BUILD
+                    lambda f, m: progress(f, desc=m), flag, message=index_notice.CANCELLED_BUILD
                 ),
             )
 
-        outcome = run_stoppable(self.flags, session_of(request), SEARCHING, work)
+        try:
+            outcome = run_stoppable(self.flags, session_of(request), SEARCHING, work)
+        except Cancelled as stopped:  # a result, not a failure: the page says what happened
+            return [], str(stopped), [], gr.update(interactive=False), None
         for note in outcome.notes:
             gr.Info(note, duration=8)
         return (

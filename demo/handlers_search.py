@@ -107,36 +107,6 @@ def text_box_state(backbone_key: str) -> tuple[bool, str]:
     )
 
 
-def build_notice(state: AppState, library_path: str | None, backbone_key: str | None) -> str:
-    """What the first search with this backbone will do when the library has no index for it
-    yet (empty when it has one): the wait is said before it starts, not discovered."""
-    if not library_path or not backbone_key:
-        return ""
-    try:
-        status = state.index_ready(library_path, backbone_key)
-        name, count = get_spec(backbone_key).name, len(state.library(library_path))
-    except ValueError:
-        return ""  # the library or backbone itself is at fault; the search says why
-    if status.state == "ready":
-        return ""
-    if status.state == "stale":
-        return (
-            f"The library changed since its index for {name} was built: the next search "
-            "updates it once (only new images are embedded), then later searches reuse it."
-        )
-    return (
-        f"The first search with {name} builds this library's index once ({count} images to "
-        "embed: on a CPU that takes a minute or more). Later searches reuse it. **Cancel** "
-        "stops the build; the images embedded so far are kept for the next try."
-    )
-
-
-CANCELLED_BUILD = (
-    "**Index build cancelled.** Nothing was saved as an index. The images embedded so far are "
-    "kept, so the next search picks up where this one stopped."
-)
-
-
 # --- parsing -----------------------------------------------------------------------------------
 def parse_k(k: object) -> int:
     try:
@@ -432,5 +402,6 @@ def result_details(hits: list[dict], index: int | None) -> tuple[Image.Image, st
         # The label's name is the heading already; hashes mean nothing to a reader.
         if "sha1" in key or key == LABEL_NAME or value in ("", None):
             continue
-        rows.append(f"| {key} | {str(value).replace('|', '/')} |")
+        field = "file" if key == "relpath" else key
+        rows.append(f"| {field} | {str(value).replace('|', '/')} |")
     return image, "\n".join(rows), hit["relpath"]

@@ -47,6 +47,10 @@ CSS = """
 @media (max-width: 640px) {
   #results .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)) !important; }
 }
+/* The one progress bar of a first index build sits over the summary: hide the words under it. */
+#summary .wrap.translucent { background: var(--block-background-fill) !important; }
+/* Its own line says the time left; gradio's seconds counter would sit on top of the words. */
+#summary .meta-text, #summary .meta-text-center { display: none !important; }
 /* The selected case at its real size: never blown up past its pixels (a small photo stays
    sharp), scaled down only when the box is smaller; full screen shows every pixel. */
 #detail-image img { object-fit: scale-down !important; }

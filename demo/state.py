@@ -42,7 +42,7 @@ def build_progress(
     build resumed after a cancel) are counted as done but do not make the estimate optimistic.
     """
     first: list[tuple[float, int]] = []
-    head = f"Building this library's index once for {backbone_name} (later searches reuse it)"
+    head = f"Building this library's index once for {backbone_name}"
 
     def step(done: int, total: int) -> None:
         now = clock()

@@ -9,7 +9,7 @@ import gradio as gr
 import demo.handlers_audit as ha
 import demo.handlers_library as hl
 from demo.errors import PageMessages, guarded
-from demo.state import AppState
+from demo.state import AppState, Cancelled
 from demo.stopping import StopFlags, run_stoppable, stoppable
 
 PROGRESS = gr.Progress()
@@ -251,7 +251,10 @@ def build_library_tab(
                 state, file, name=name, owner=request.session_hash, progress=checking
             )
 
-        new_id, message = run_stoppable(flags, request.session_hash, UPLOAD, work)
+        try:
+            new_id, message = run_stoppable(flags, request.session_hash, UPLOAD, work)
+        except Cancelled:  # the page says so beside the button; nothing was added
+            return gr.skip(), UPLOAD_CANCELLED, gr.skip(), gr.skip()
         mine = [*(mine or []), new_id]
         choices = state.catalog.choices(owned=mine)
         return gr.update(choices=choices, value=new_id), message, None, mine
@@ -273,9 +276,10 @@ def build_library_tab(
         api_name=False,
     )
 
+    # Cancel raises the flag; the checking stops at its next file batch and the upload's own
+    # answer then says it was cancelled (or, if it had already finished, that it was added).
     def cancel_upload(request: gr.Request):
-        flags.stop(request.session_hash, UPLOAD)  # stops the checking between files
-        return UPLOAD_CANCELLED
+        flags.stop(request.session_hash, UPLOAD)
 
-    cancel_btn.click(cancel_upload, None, upload_md, cancels=[adding], api_name=False)
+    cancel_btn.click(cancel_upload, None, None, api_name=False)
     return view, outputs

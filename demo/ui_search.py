@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 import demo.handlers_search as hs
+import demo.index_notice as index_notice
 from demo.arguments import checked_by_handler
 from demo.errors import guarded
 from demo.events_search import (
@@ -65,7 +66,7 @@ class SearchTab:
 def notice_updates(state: AppState, library_path: str | None, backbone_key: str | None) -> tuple:
     """The note about a first index build, and its Cancel button, shown only when the next
     search will build (or update) this library's index."""
-    text = hs.build_notice(state, library_path, backbone_key)
+    text = index_notice.build_notice(state, library_path, backbone_key)
     return gr.update(value=text, visible=bool(text)), gr.update(visible=bool(text))
 
 
@@ -159,18 +160,23 @@ def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str
                 "library's own photos. Higher coverage gives longer lists.",
                 elem_id="coverage",
             )
-            build_note = gr.Markdown("", visible=False, elem_id="index-build-note")
-            with gr.Row():
-                search_btn = gr.Button("Search", variant="primary", elem_id="search-btn")
-                cancel_btn = gr.Button(
-                    "Cancel", variant="stop", visible=False, elem_id="search-cancel"
-                )
+            search_btn = gr.Button("Search", variant="primary", elem_id="search-btn")
         # min_width under a phone's 390 px: wider columns would push results off screen.
         with gr.Column(scale=3, min_width=300):
+            # Beside the one progress bar (over the summary): what a first build does, and
+            # its Cancel, in sight while it runs.
+            build_note = gr.Markdown("", visible=False, elem_id="index-build-note")
+            cancel_btn = gr.Button(
+                "Cancel the index build",
+                variant="stop",
+                size="sm",
+                visible=False,
+                elem_id="search-cancel",
+            )
             summary = gr.Markdown(
                 "Pick a query on the left: a photo, a library case or a text prompt.",
                 # Room for the one progress bar of a first index build, which shows here.
-                min_height=72,
+                min_height=96,
                 elem_id="summary",
             )
             gr.Markdown(LEGEND, elem_id="results-legend")
@@ -319,12 +325,14 @@ def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str
     for event in searching:
         event.then(**notice)  # a finished build hides its note; a failed one keeps it
 
+    # Cancel only raises the flag: the build stops after its current batch and the search
+    # itself then says so, so what the page shows is what happened.
     def cancel(request: gr.Request):
         if not flags.stop(session_of(request), SEARCHING):
             return gr.skip()
-        return hs.CANCELLED_BUILD
+        return gr.update(value=index_notice.STOPPING, visible=True)
 
-    cancel_btn.click(cancel, None, summary, cancels=searching, api_name=False)
+    cancel_btn.click(cancel, None, build_note, api_name=False, show_progress="hidden")
     backbone.change(
         guarded(text_box_update),
         inputs_kwargs={"backbone_key": backbone},

@@ -9,14 +9,16 @@ import threading
 from pathlib import Path
 
 import pytest
-from library_factory import make_folder_library
+from library_factory import make_folder_library, zip_tree
 
 import demo.handlers_search as hs
+import demo.index_notice as index_notice
 from data_index.embed_cache import EmbeddingCache
 from data_index.store import resolve_version
 from demo.events_search import SEARCHING, SearchHandlers
+from demo.handlers_library import upload_library
 from demo.state import AppState, Cancelled, build_progress, index_dir, time_left
-from demo.stopping import StopFlags
+from demo.stopping import StopFlags, stoppable
 from models import get_spec
 
 BACKBONE = "color-texture"
@@ -53,7 +55,6 @@ def test_build_progress_counts_images_and_estimates_the_time_left():
     step(200, 200)
     first, middle, last = (m for _, m in lines)
     assert first.startswith("Building this library's index once for Some Net")
-    assert "later searches reuse it" in first
     assert first.endswith("0 / 200 images, estimating the time left")
     assert middle.endswith("40 / 200 images, about 40 s left")
     assert last.endswith("200 / 200 images, saving the index")
@@ -72,7 +73,7 @@ def test_build_progress_counts_images_and_estimates_the_time_left():
 def test_cancel_stops_a_first_build_cleanly_and_the_retry_resumes(fresh):
     state, library = fresh["state"], fresh["library"]
     name = get_spec(BACKBONE).name
-    notice = hs.build_notice(state, library, BACKBONE)
+    notice = index_notice.build_notice(state, library, BACKBONE)
     assert f"The first search with {name} builds this library's index once" in notice
     assert f"({4 * PER_CLASS} images to embed" in notice and "Later searches reuse it" in notice
 
@@ -93,8 +94,12 @@ def test_cancel_stops_a_first_build_cleanly_and_the_retry_resumes(fresh):
         "metric": "cosine",
         "case_relpath": "red-stripes/red-stripes-0.jpg",
     }
-    with pytest.raises(Cancelled, match="Index build cancelled"):
-        handlers.search(**search, progress=press_cancel_after_first_batch)
+    # The search answers with the cancel (a result to show, not an error to pop up).
+    gallery, summary, hits, again, report = handlers.search(
+        **search, progress=press_cancel_after_first_batch
+    )
+    assert summary == index_notice.CANCELLED_BUILD and gallery == hits == [] and report is None
+    assert summary.startswith("**Index build cancelled.** Nothing was saved as an index.")
     assert any("32 / 80 images" in line for line in seen), seen
     # Nothing was saved as an index: no version, and the status says it is still to be built.
     folder = index_dir(state.library(library), BACKBONE)
@@ -102,7 +107,7 @@ def test_cancel_stops_a_first_build_cleanly_and_the_retry_resumes(fresh):
     with pytest.raises(ValueError):
         resolve_version(folder)
     assert state.index_status(library, BACKBONE).state == "missing"
-    assert hs.build_notice(state, library, BACKBONE) == notice
+    assert index_notice.build_notice(state, library, BACKBONE) == notice
     # ... but the embeddings done before the cancel are kept for the next try.
     kept = cached_vectors(fresh["cache"])
     assert 32 <= kept < 4 * PER_CLASS
@@ -114,7 +119,7 @@ def test_cancel_stops_a_first_build_cleanly_and_the_retry_resumes(fresh):
     assert f"{kept} / 80 images" in first_count, again  # resumed, not started over
     assert len(results[2]) == 5
     assert state.index_status(library, BACKBONE).state == "ready"
-    assert hs.build_notice(state, library, BACKBONE) == ""
+    assert index_notice.build_notice(state, library, BACKBONE) == ""
     assert cached_vectors(fresh["cache"]) == 4 * PER_CLASS
 
 
@@ -170,7 +175,7 @@ def write_named_library(root: Path) -> Path:
 
 
 def test_manifest_label_names_are_shown_everywhere_and_conflicts_warned(fresh, tmp_path):
-    from demo.handlers_library import library_summary
+    from demo.handlers_library import class_counts, library_summary
 
     library = str(write_named_library(tmp_path / "named"))
     state = fresh["state"]
@@ -180,6 +185,8 @@ def test_manifest_label_names_are_shown_everywhere_and_conflicts_warned(fresh, t
     assert "red-stripes has 2 different names" in warning and "Malignant melanoma" in warning
     assert "the first, Melanoma, is shown" in warning
     assert warning in library_summary(state, library)  # the Library tab's verdict
+    counts = class_counts(state, library).set_index("class")
+    assert counts.loc["red-stripes", "name"] == "Melanoma (red-stripes)"
 
     assert hs.label_choices(state, library) == [
         ("Naevus (blue-checks)", "blue-checks"),
@@ -261,7 +268,6 @@ def test_a_refused_upload_keeps_its_sentence_for_the_page(fresh, tmp_path):
     import gradio as gr
 
     from demo.errors import PageMessages
-    from demo.handlers_library import upload_library
 
     page = PageMessages()
     notes = tmp_path / "notes.txt"
@@ -271,11 +277,31 @@ def test_a_refused_upload_keeps_its_sentence_for_the_page(fresh, tmp_path):
         return upload_library(fresh["state"], file)
 
     session = gr.Request(session_hash="visitor-1")
-    with pytest.raises(gr.Error, match=r"notes\.txt is not a library"):
+    with pytest.raises(gr.Error, match=r"notes\.txt is not a library") as failed:
         page.guarded(add, place="upload")(str(notes), request=session)
+    assert failed.value.visible is False  # the page shows it; no toast on top of it
     shown = page.shown(place="upload", title="Nothing was added.")
     assert page.shown(place="upload", title="x")(gr.Request(session_hash="visitor-2")) == "**x**"
     message = shown(session)
     assert message.startswith("**Nothing was added.** notes.txt is not a library")
     assert str(tmp_path) not in message
     assert shown(session) == "**Nothing was added.**"  # shown once, then gone
+
+
+def test_a_cancelled_upload_adds_nothing(fresh, tmp_path):
+    source = make_folder_library(tmp_path / "to-upload", per_class=40)  # 160 files
+    archive = zip_tree(source, tmp_path / "upload.zip")
+    uploads = fresh["cache"] / "uploads"
+    before = sorted(uploads.rglob("*")) if uploads.exists() else []
+    offered = fresh["state"].catalog.choices()
+    flag = threading.Event()
+    flag.set()  # Cancel was pressed while the files were being checked
+    with pytest.raises(Cancelled, match="Upload cancelled"):
+        upload_library(
+            fresh["state"],
+            str(archive),
+            progress=stoppable(lambda f, m: None, flag, message="Upload cancelled."),
+        )
+    after = sorted(uploads.rglob("*")) if uploads.exists() else []
+    assert [p for p in after if ".incoming" not in str(p)] == before
+    assert fresh["state"].catalog.choices() == offered
