@@ -96,7 +96,6 @@ class SearchHandlers:
         stated_label: str | None = None,
         case_relpath: str | None = None,
         prompt: str | None = None,
-        upload: str | None = None,
         request: gr.Request | None = None,
         progress: gr.Progress = PROGRESS,
     ) -> tuple[list, str, list[dict], dict, dict]:
@@ -105,10 +104,7 @@ class SearchHandlers:
         and, last, the machine-readable summary (the CLI's ``--json``); notes pop up as toasts.
 
         A first search on a backbone builds the library's index; the tab's Cancel button stops
-        it through this session's stop flag. ``upload`` is the photo box's file, read when the
-        session holds no photo (an upload whose search was cancelled before it kept one)."""
-        if mode == "photo" and photo is None and upload:
-            photo = read_query_photo(upload)
+        it through this session's stop flag, and the search then answers with the cancel."""
 
         def work(flag):
             return hs.run_search(

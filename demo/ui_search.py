@@ -226,8 +226,9 @@ def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str
     shown = [results, summary, hits, again_btn, report_json]
     flags = StopFlags()
     handlers = SearchHandlers(state, flags)
-    # Every event that may search: Cancel stops any of them, and each one's progress (a first
-    # index build: count and time left) shows once, over the summary, not on every output.
+    # Every event that may search: each one's progress (a first index build: count and time
+    # left) shows once, over the summary, not on every output; after each, the build note and
+    # its Cancel button follow the index's state.
     searching = []
     one_bar = {"show_progress_on": [summary]}
     searching.append(
@@ -240,7 +241,6 @@ def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str
                 "stated_label": stated_label,
                 "case_relpath": picked_case,
                 "prompt": prompt,
-                "upload": query_image,
             },
             outputs=shown,
             api_name="search",

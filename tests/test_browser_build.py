@@ -146,7 +146,7 @@ def test_first_build_progress_cancel_resume_names_full_size_and_library_message(
         assert page.locator("#search-cancel").is_visible()  # the index is still to be built
         shoot_both(page, "build-cancelled", locator="#summary")
 
-        # 3. Search again: the build resumes (the photo box still holds the photo) and ends
+        # 3. Search again: the build resumes (the session kept the photo) and ends
         #    with results labelled by the manifest's names; the note and Cancel go.
         page.locator("#search-btn").click()
         page.wait_for_function(
