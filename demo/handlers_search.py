@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from data_index.library import LABEL_NAME
 from data_index.query_match import file_sha1
 from data_index.trust import DEFAULT_COVERAGE
 from data_index.trusted_search import (
@@ -183,16 +184,33 @@ def label_from_text(text: str, labels: list[str]) -> str | None:
 # --- examples strip ----------------------------------------------------------------------------
 def example_cases(state: AppState, library_path: str, *, per_class: int = 2) -> list[dict]:
     """A few cases of each class (the first in file order: reproducible) for the examples."""
-    cases = state.library(library_path).cases
-    picked = cases.groupby("label", sort=True, group_keys=False).head(per_class)
+    library = state.library(library_path)
+    names = library.label_names
+    picked = library.cases.groupby("label", sort=True, group_keys=False).head(per_class)
     return [
-        {"relpath": r.relpath, "path": r.path, "label": r.label, "case_id": r.case_id}
+        {
+            "relpath": r.relpath,
+            "path": r.path,
+            "label": r.label,
+            "label_shown": display_label(r.label, names),
+            "case_id": r.case_id,
+        }
         for r in picked.itertuples(index=False)
     ]
 
 
 def example_gallery(examples: list[dict]) -> list[tuple[Image.Image, str]]:
-    return [(square_thumbnail(e["path"], size=160), e["label"]) for e in examples]
+    return [
+        (square_thumbnail(e["path"], size=160), e.get("label_shown") or e["label"])
+        for e in examples
+    ]
+
+
+def label_choices(state: AppState, library_path: str) -> list[tuple[str, str]]:
+    """The diagnosis picker's choices: each label by its display name, sent as the label."""
+    library = state.library(library_path)
+    names = library.label_names
+    return [(display_label(label, names), label) for label in library.labels]
 
 
 # --- the search itself -------------------------------------------------------------------------
@@ -327,6 +345,7 @@ def run_search(
     search_ms = (time.perf_counter() - started) * 1000
     if len(report.hits) < k:
         notes.append(f"The library holds only {len(report.hits)} other case(s), fewer than k={k}.")
+    names = library.label_names
     gallery, records = [], []
     for hit in report.hits:
         verdict = verdict_for(query_label=query_label, hit_label=hit.label)
@@ -338,11 +357,13 @@ def run_search(
             "case_id": hit.case_id,
             "verdict": verdict,
         }
-        gallery.append((framed_thumbnail(hit.path, verdict=verdict), result_caption(**shown)))
+        caption = result_caption(**shown, names=names)
+        gallery.append((framed_thumbnail(hit.path, verdict=verdict), caption))
         records.append(
             {
                 "rank": hit.rank,
                 "label": hit.label,
+                "label_shown": display_label(hit.label, names),
                 "score": hit.score,
                 "case_id": hit.case_id,
                 "path": hit.path,
@@ -361,6 +382,7 @@ def run_search(
         search_ms=search_ms,
         backbone_name=backbone.spec.name,
         variant_note=variant_note(library, backbone_key, variant_name),
+        names=names,
     )
     return SearchOutcome(
         gallery, summary, records, query_label, notes, embed_ms, search_ms, report.as_json()
@@ -387,15 +409,20 @@ def result_details(hits: list[dict], index: int | None) -> tuple[Image.Image, st
         if hit.get("metric") == "euclidean"
         else f"similarity {hit['score']:.3f} (1 = same direction)"
     )
+    image, size = large_view(hit["path"])
     rows = [
-        f"### #{hit['rank']} {display_label(hit['label'])}",
+        f"### #{hit['rank']} {hit.get('label_shown') or display_label(hit['label'])}",
         f"{mark} · {measure} · case {hit['case_id']}",
+        "",
+        size,
         "",
         "| field | value |",
         "|---|---|",
     ]
     for key, value in hit["metadata"].items():
-        if "sha1" in key or value in ("", None):
+        # The label's name is the heading already; hashes mean nothing to a reader.
+        if "sha1" in key or key == LABEL_NAME or value in ("", None):
             continue
-        rows.append(f"| {key} | {str(value).replace('|', '/')} |")
-    return large_view(hit["path"]), "\n".join(rows), hit["relpath"]
+        field = "file" if key == "relpath" else key
+        rows.append(f"| {field} | {str(value).replace('|', '/')} |")
+    return image, "\n".join(rows), hit["relpath"]
