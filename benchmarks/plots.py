@@ -100,6 +100,19 @@ def _error_bars(group: pd.DataFrame) -> dict | None:
     }
 
 
+def label_positions(log_ms: pd.Series, score: pd.Series) -> list[str]:
+    """Where each point's label goes so that none is clipped or drawn over another: right of
+    its point, left for the rightmost ones, and above / below for two points close together."""
+    x, y = np.asarray(log_ms, dtype=float), np.asarray(score, dtype=float)
+    spots = ["middle left" if xi > x.max() - 0.35 else "middle right" for xi in x]
+    for i in range(len(x)):
+        for j in range(i + 1, len(x)):
+            if abs(x[i] - x[j]) < 0.6 and abs(y[i] - y[j]) < 0.08:
+                upper, lower = (i, j) if y[i] >= y[j] else (j, i)
+                spots[upper], spots[lower] = "top center", "bottom center"
+    return spots
+
+
 def accuracy_vs_latency(
     records: RecordsLike,
     *,
@@ -120,6 +133,7 @@ def accuracy_vs_latency(
     columns = ["value", latency_key] + [c for c in ("ci_low", "ci_high") if c in chosen.columns]
     chosen = chosen.groupby(["backbone", "family"], as_index=False)[columns].mean()
     chosen["ms"] = chosen[latency_key] * 1000
+    chosen["label_at"] = label_positions(np.log10(chosen["ms"]), chosen["value"])
     fig = go.Figure()
     for family, group in chosen.groupby("family", sort=True):
         fig.add_trace(
@@ -130,7 +144,7 @@ def accuracy_vs_latency(
                 mode="markers+text",
                 marker={"size": 11},
                 text=group["backbone"],
-                textposition="middle right",
+                textposition=group["label_at"].tolist(),
                 cliponaxis=False,
                 name=str(family),
             )

@@ -25,6 +25,9 @@ from demo.ui_search import build_search_tab, library_updates, notice_updates
 
 TITLE = "dermsearch: find similar skin-lesion cases"
 CSS = """
+/* The results table: the page's own font, tighter cells, so its columns fit at 1,440 px. */
+#bench-table table { font-family: inherit; font-size: 0.85em; }
+#bench-table th, #bench-table td { padding: 4px 6px !important; font-family: inherit !important; }
 .ds-disclaimer { border-left: 4px solid #d55e00; padding: 4px 12px; background: #fff6ef; }
 .dark .ds-disclaimer { background: #3a2a20; }
 .ds-muted { color: #666; font-size: 0.85em; margin: 2px 0; }

@@ -181,3 +181,16 @@ def test_variant_points_are_linked_to_their_base_backbone_with_a_legend_in_words
     assert flip.x[1] == pytest.approx(2 * base["fast-good"][0])  # a second pass per photo
     fused = next(t for t in links if t.y[1] == 0.9)
     assert fused.x[1] == pytest.approx(base["slow-best"][0] + base["fast-good"][0])
+
+
+def test_point_labels_stay_inside_and_apart():
+    from benchmarks.plots import label_positions
+
+    # Two backbones close together at ~20 ms, one far right: the pair's labels go above and
+    # below their points, the rightmost label to its left (inside the figure).
+    spots = label_positions(pd.Series([1.2, 1.35, 3.0]), pd.Series([0.43, 0.41, 0.84]))
+    assert spots == ["top center", "bottom center", "middle left"]
+    assert label_positions(pd.Series([1.0, 2.0]), pd.Series([0.2, 0.9])) == [
+        "middle right",
+        "middle left",
+    ]
