@@ -103,7 +103,12 @@ def build_demo(config: AppConfig, *, state: AppState | None = None) -> gr.Blocks
             demo_status = gr.Markdown("", elem_id="load-demo-status")
         with gr.Tabs(selected="search" if start else "library", elem_id="tabs") as tabs:
             with gr.Tab("Search", id="search", elem_id="tab-search"):
-                search = build_search_tab(state, library=library, backbone_key=default or "")
+                search = build_search_tab(
+                    state,
+                    library=library,
+                    backbone_key=default or "",
+                    photo_ttl_s=config.photo_ttl_minutes * 60,
+                )
             with gr.Tab("Compare", id="compare", elem_id="tab-compare"):
                 compare = build_compare_tab(state, library=library, runnable=runnable)
             with gr.Tab("Benchmark", id="benchmark", elem_id="tab-benchmark"):
