@@ -70,7 +70,9 @@ class SearchReport:
     def vote_label(self) -> str | None:
         return next(iter(self.vote), None)
 
-    def as_json(self) -> dict:
+    def as_json(self, *, paths: bool = True) -> dict:
+        """The ``search --json`` summary; ``paths`` False leaves out each hit's file path (a
+        web answer names cases by id, never by where they sit on the server)."""
         top = self.vote_label
         return {
             "hits": [
@@ -79,7 +81,7 @@ class SearchReport:
                     "label": h.label,
                     "score": h.score,
                     "case_id": h.case_id,
-                    "path": h.path,
+                    **({"path": h.path} if paths else {}),
                 }
                 for h in self.hits
             ],

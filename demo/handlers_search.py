@@ -342,7 +342,14 @@ def run_search(
         backbone_name=backbone.spec.name,
     )
     return SearchOutcome(
-        gallery, summary, records, query_label, notes, embed_ms, search_ms, report.as_json()
+        gallery,
+        summary,
+        records,
+        query_label,
+        notes,
+        embed_ms,
+        search_ms,
+        report.as_json(paths=False),
     )
 
 

@@ -8,7 +8,8 @@ load instead of doing it again, while unrelated loads go ahead in parallel.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,46 @@ Progress = Callable[[float, str], None]
 
 class Cancelled(RuntimeError):
     """The user pressed Cancel; raised from a progress callback to stop long work."""
+
+
+class CancelFlags:
+    """Cancel flags of the work each browser session has running. Gradio's own cancel only
+    stops the wait; the work looks at its flag between steps and stops itself.
+
+    A session's flag exists only while it has work running, so the table stays as small as
+    the work in flight however many visitors come and go; a Cancel with nothing running is a
+    no-op, and the next run starts with a fresh flag.
+    """
+
+    def __init__(self) -> None:
+        self._running: dict[str, tuple[threading.Event, int]] = {}
+        self._guard = threading.Lock()
+
+    @contextmanager
+    def running(self, session: str) -> Iterator[threading.Event]:
+        with self._guard:
+            flag, count = self._running.get(session, (threading.Event(), 0))
+            self._running[session] = (flag, count + 1)
+        try:
+            yield flag
+        finally:
+            with self._guard:
+                flag, count = self._running[session]
+                if count > 1:
+                    self._running[session] = (flag, count - 1)
+                else:
+                    del self._running[session]
+
+    def cancel(self, session: str) -> bool:
+        """Set the flag of the session's running work; False when it has none."""
+        with self._guard:
+            entry = self._running.get(session)
+        if entry is not None:
+            entry[0].set()
+        return entry is not None
+
+    def __len__(self) -> int:
+        return len(self._running)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import gradio as gr
@@ -10,22 +9,9 @@ import pandas as pd
 
 import demo.handlers_bench as hb
 from demo.errors import guarded
-from demo.state import AppState
+from demo.state import AppState, CancelFlags
 
 PROGRESS = gr.Progress()
-
-
-class StopFlags:
-    """One cancel flag per browser session: the Cancel button sets it, the run's progress
-    callback sees it and stops between batches (gradio's own cancel only stops the UI wait)."""
-
-    def __init__(self) -> None:
-        self._flags: dict[str, threading.Event] = {}
-        self._guard = threading.Lock()
-
-    def get(self, session: str) -> threading.Event:
-        with self._guard:
-            return self._flags.setdefault(session, threading.Event())
 
 
 def _session(request: gr.Request | None) -> str:
@@ -37,7 +23,7 @@ def build_bench_tab(
 ) -> tuple[Callable[[], tuple], list]:
     """Lay out the Benchmark tab; returns the page-load function showing saved results and
     the components it fills."""
-    flags = StopFlags()
+    flags = CancelFlags()
     records = gr.State(pd.DataFrame())  # what is shown: one library's records
     every = gr.State(pd.DataFrame())  # every loaded record, all libraries
     gr.Markdown(
@@ -122,16 +108,15 @@ def build_bench_tab(
     )
 
     def run(lib, keys, proto, request: gr.Request, progress=PROGRESS):
-        flag = flags.get(_session(request))
-        flag.clear()
-        frame, path = hb.run_benchmark(
-            state,
-            library_path=lib,
-            backbones=keys or [],
-            protocol=proto,
-            progress=lambda f, m: progress(f, desc=m),
-            should_stop=flag.is_set,
-        )
+        with flags.running(_session(request)) as flag:
+            frame, path = hb.run_benchmark(
+                state,
+                library_path=lib,
+                backbones=keys or [],
+                protocol=proto,
+                progress=lambda f, m: progress(f, desc=m),
+                should_stop=flag.is_set,
+            )
         note = f"Done: {len(frame)} records saved to `{path.name}`."
         for reason in hb.skipped_reasons(frame):
             gr.Warning(f"Skipped {reason}")
@@ -148,7 +133,7 @@ def build_bench_tab(
     )
 
     def cancel(request: gr.Request):
-        flags.get(_session(request)).set()
+        flags.cancel(_session(request))
         return "Cancelled: the run stops after the current batch; saved results are unchanged."
 
     cancel_btn.click(guarded(cancel), None, status, cancels=[run_event], api_name=False)

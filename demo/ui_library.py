@@ -9,7 +9,7 @@ import gradio as gr
 import demo.handlers_audit as ha
 import demo.handlers_library as hl
 from demo.errors import guarded
-from demo.state import AppState
+from demo.state import AppState, CancelFlags
 
 PROGRESS = gr.Progress()
 
@@ -46,6 +46,7 @@ def build_library_tab(
 
     ``owned`` holds the ids of the libraries this session uploaded (only it is offered them).
     """
+    uploads = CancelFlags()  # the Cancel button's flag for each session's running upload
     summary = gr.Markdown(hl.HOW_TO_ADD, elem_id="library-summary")
     upload_policy = (
         "Uploads are kept for every visitor of this server."
@@ -223,13 +224,15 @@ def build_library_tab(
     )
 
     def add(file, name, mine, request: gr.Request, progress=PROGRESS):
-        new_id, message = hl.upload_library(
-            state,
-            file,
-            name=name,
-            owner=request.session_hash,
-            progress=lambda f, m: progress(f, desc=m or "checking the files"),
-        )
+        with uploads.running(request.session_hash) as cancel:
+            new_id, message = hl.upload_library(
+                state,
+                file,
+                name=name,
+                owner=request.session_hash,
+                progress=lambda f, m: progress(f, desc=m or "checking the files"),
+                cancel=cancel,
+            )
         mine = [*(mine or []), new_id]
         choices = state.catalog.choices(owned=mine)
         return gr.update(choices=choices, value=new_id), message, None, mine
@@ -243,11 +246,10 @@ def build_library_tab(
         concurrency_id="upload",
         concurrency_limit=2,
     )
-    cancel_btn.click(
-        lambda: "Upload cancelled: nothing was added.",
-        None,
-        upload_md,
-        cancels=[adding],
-        api_name=False,
-    )
+
+    def cancel(request: gr.Request):
+        uploads.cancel(request.session_hash)  # stops the checks, not only the wait
+        return "Upload cancelled: nothing was added."
+
+    cancel_btn.click(cancel, None, upload_md, cancels=[adding], api_name=False)
     return view, outputs

@@ -1,6 +1,7 @@
 """What each visitor's session leaves in the running app's memory, counted, not guessed.
 
-Starts app.py under ``tracemalloc`` (through this module's ``serve`` mode), sends one photo
+Starts app.py (through this module's ``serve`` mode, which traces allocations with
+``tracemalloc`` once the app is warm), sends one photo
 search from each of ``--sessions`` distinct gradio_client sessions (closed afterwards, as a tab
 is), and compares the server before and after: resident memory, live Python objects by type,
 the allocation sites that grew most, and the size of gradio's per-session tables. All traffic
@@ -54,6 +55,10 @@ def _tables(blocks) -> dict[str, int]:
 
 
 def _dump(folder: Path, tag: str) -> None:
+    if not tracemalloc.is_tracing():
+        # From the first look on: tracing the start-up too makes it too slow to wait for, and
+        # only what sessions add afterwards is of interest.
+        tracemalloc.start(FRAMES)
     gc.collect()
     tracemalloc.take_snapshot().dump(str(folder / f"{tag}.snapshot"))
     counts = Counter(type(o).__qualname__ for o in gc.get_objects())
@@ -73,7 +78,6 @@ def _watch(folder: Path) -> None:
 
 
 def serve(dump: Path, app_args: list[str]) -> None:
-    tracemalloc.start(FRAMES)
     threading.Thread(target=_watch, args=(dump,), daemon=True).start()
     sys.argv = ["app.py", *app_args]
     runpy.run_path(str(REPO_ROOT / "app.py"), run_name="__main__")
@@ -152,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["serve"]:
         split = argv.index("--")
-        serve(Path(argv[2]), argv[split + 1 :])
+        serve(Path(argv[1]), argv[split + 1 :])
         return 0
     p = argparse.ArgumentParser(prog="python -m benchmarks.perf.session_memory")
     p.add_argument("--library", type=Path, default=DEFAULT_LIBRARY)
