@@ -12,8 +12,10 @@ import time
 import gradio as gr
 from gradio.state_holder import StateHolder
 
+from benchmarks.perf.app_process import free_port
 from demo import build_demo
 from demo.config import AppConfig, parse_config
+from demo.layout import release_session
 from demo.state import AppState
 
 BACKBONE = "efficientnet-lite0"
@@ -59,3 +61,46 @@ def test_an_expired_query_photo_leaves_the_session():
     time.sleep(1.0)
     holder.delete_all_expired_state()
     assert photo._id not in session.state_data
+
+
+def test_a_closed_session_leaves_gradios_store_at_once():
+    """Through a running app: a client's session is held while it is open and gone as soon
+    as it closes (its heartbeat ends and the app's unload handler runs), not an hour later."""
+    from gradio_client import Client
+
+    demo = _app()
+    _, url, _ = demo.launch(
+        prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True
+    )
+    try:
+        held = demo.state_holder.session_data
+        before = set(held)
+        client = Client(url, verbose=False, analytics_enabled=False, download_files=False)
+        client.predict(None, api_name="/select_library")  # any event: the session is now held
+        session = client.session_hash
+        assert session in held
+        client.close()
+        deadline = time.monotonic() + 60
+        while session in held and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert session not in held
+        assert set(held) <= before
+    finally:
+        demo.close()
+
+
+def test_release_session_runs_delete_callbacks_and_forgets_the_session():
+    demo = _app()
+    deleted = []
+    photo = _photo_state(demo)
+    photo.delete_callback = deleted.append
+    holder = StateHolder()
+    holder.set_blocks(demo)
+    holder["visitor"][photo._id] = b"jpeg"
+    holder["other"][photo._id] = b"theirs"
+    assert release_session(demo, "visitor") is True
+    assert deleted == [b"jpeg"]
+    assert "visitor" not in holder and "visitor" not in holder.time_last_used
+    assert "other" in holder and holder["other"].state_data[photo._id] == b"theirs"
+    assert release_session(demo, "visitor") is False
+    assert release_session(demo, None) is False

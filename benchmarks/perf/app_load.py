@@ -192,6 +192,24 @@ def main(argv: list[str] | None = None) -> int:
                     warm, library=library.name, backbone=args.backbone, k=args.k, query=query
                 )
             warm.close()
+            if args.warmup_seconds > 0:
+                # The server's one-time growth under concurrency (worker threads, their
+                # buffers) is not what sessions cost: it happens before the first reading.
+                warm_tally, _ = drive(
+                    url,
+                    library=library.name,
+                    backbone=args.backbone,
+                    k=args.k,
+                    queries=queries,
+                    clients=args.clients,
+                    seconds=args.warmup_seconds,
+                    fresh_sessions=args.fresh_sessions,
+                    downloads=downloads,
+                )
+                print(
+                    f"warm-up: {warm_tally.sessions} sessions, {len(warm_tally.errors)} errors",
+                    flush=True,
+                )
             before = rss_mb(proc.pid)
             print(
                 f"RSS {before:.0f} MiB; {args.clients} clients for {args.seconds:.0f} s...",

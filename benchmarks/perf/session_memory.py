@@ -35,7 +35,7 @@ from benchmarks.perf.app_process import app_process
 from data_index.locations import REPO_ROOT
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-FRAMES = 12
+FRAMES = 8
 
 
 # --- inside the server ---------------------------------------------------------------------
@@ -107,15 +107,17 @@ def sessions(url: str, *, count: int, threads: int, downloads: Path, run) -> int
                 i = next(left, None)
             if i is None:
                 return
-            client = _client(url, downloads)
+            client = None
             try:
+                client = _client(url, downloads)
                 run(client, i)
             except Exception as err:  # counted: the figures are still worth reading
                 with lock:
                     errors += 1
                 print(f"  session {i}: {type(err).__name__}: {err}"[:200], flush=True)
             finally:
-                client.close()
+                if client is not None:
+                    client.close()
 
     pool = [threading.Thread(target=worker, daemon=True) for _ in range(threads)]
     for t in pool:
@@ -162,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--library", type=Path, default=DEFAULT_LIBRARY)
     p.add_argument("--backbone", default="efficientnet-lite0")
     p.add_argument("--sessions", type=int, default=100)
-    p.add_argument("--threads", type=int, default=4)
+    p.add_argument("--threads", type=int, default=2)
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--settle-seconds", type=float, default=5.0, help="wait before the last look")
