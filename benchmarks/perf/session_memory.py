@@ -1,15 +1,15 @@
 """What each visitor's session leaves in the running app's memory, counted, not guessed.
 
 Starts app.py (through this module's ``serve`` mode, which traces allocations with
-``tracemalloc`` once the app is warm), sends one photo
-search from each of ``--sessions`` distinct gradio_client sessions (closed afterwards, as a tab
-is), and compares the server before and after: resident memory, live Python objects by type,
-the allocation sites that grew most, and the size of gradio's per-session tables. All traffic
-goes to 127.0.0.1.
+``tracemalloc`` once the app is warm), sends one photo search from each of ``--sessions``
+distinct gradio_client sessions (closed afterwards, as a tab is), and compares the server
+before and after: resident memory, live Python objects by type, the allocation sites that grew
+most, and the size of gradio's per-session tables. All traffic goes to 127.0.0.1.
 
     .venv/bin/python -m benchmarks.perf.session_memory --sessions 100
 
-It prints figures only; ``benchmarks.perf.app_load`` is the load test with its targets.
+The report is printed and kept in benchmarks/results/session_memory.md;
+``benchmarks.perf.app_load`` is the load test with its targets.
 """
 
 from __future__ import annotations
@@ -25,17 +25,20 @@ import threading
 import time
 import tracemalloc
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.perf.app_latency import pick_queries
+from benchmarks.perf.app_latency import code_state, pick_queries
 from benchmarks.perf.app_load import DEFAULT_LIBRARY, _client, rss_mb, search_once
 from benchmarks.perf.app_process import app_process
+from benchmarks.timing import machine_description
 from data_index.locations import REPO_ROOT
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 FRAMES = 8
+DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "session_memory.md"
 
 
 # --- inside the server ---------------------------------------------------------------------
@@ -127,31 +130,34 @@ def sessions(url: str, *, count: int, threads: int, downloads: Path, run) -> int
     return errors
 
 
-def report(folder: Path, before: dict, after: dict, *, count: int, top: int) -> None:
-    print("\ngradio's per-session tables (before -> after):")
+def report(folder: Path, before: dict, after: dict, *, count: int, top: int) -> list[str]:
+    per = max(count, 1)
+    lines = ["", "gradio's per-session tables (before -> after):"]
     for name in sorted(set(before["tables"]) | set(after["tables"])):
-        print(f"  {name}: {before['tables'].get(name)} -> {after['tables'].get(name)}")
+        lines.append(f"  {name}: {before['tables'].get(name)} -> {after['tables'].get(name)}")
     grown = Counter(after["types"])
     grown.subtract(before["types"])
-    print("\nlive objects that grew most (count, per session):")
+    lines += ["", "live objects that grew most (count, per session):"]
     for name, n in grown.most_common(top):
-        print(f"  {name:40s} +{n:8d}  {n / max(count, 1):7.1f}")
+        lines.append(f"  {name:40s} {n:+9d}  {n / per:7.1f}")
     old = tracemalloc.Snapshot.load(str(folder / "before.snapshot"))
     new = tracemalloc.Snapshot.load(str(folder / "after.snapshot"))
     stats = new.compare_to(old, "traceback")
     total = sum(s.size_diff for s in stats)
-    print(
-        f"\nPython heap growth (tracemalloc): {total / 1024**2:.1f} MiB, "
-        f"{total / max(count, 1) / 1024:.1f} KiB per session"
-    )
-    print(f"allocation sites that grew most (KiB per session), {top} of {len(stats)}:")
+    lines += [
+        "",
+        f"Python heap growth (tracemalloc): {total / 1024**2:.1f} MiB, "
+        f"{total / per / 1024:.1f} KiB per session",
+        f"allocation sites that grew most (KiB per session; innermost frame first), {top} of "
+        f"{len(stats)}:",
+    ]
     for stat in sorted(stats, key=lambda s: -s.size_diff)[:top]:
-        frames = [f for f in stat.traceback if "tracemalloc" not in f.filename]
-        # The innermost project or gradio frame says who keeps it; the rest gives context.
+        frames = list(stat.traceback)[::-1][:4]  # tracemalloc lists the oldest frame first
         where = [
-            f"{Path(f.filename).parent.name}/{Path(f.filename).name}:{f.lineno}" for f in frames[:4]
+            f"{Path(f.filename).parent.name}/{Path(f.filename).name}:{f.lineno}" for f in frames
         ]
-        print(f"  {stat.size_diff / 1024 / max(count, 1):8.2f}  " + " < ".join(where))
+        lines.append(f"  {stat.size_diff / 1024 / per:8.2f}  " + " < ".join(where))
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--settle-seconds", type=float, default=5.0, help="wait before the last look")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the printed report, as text")
     args, app_args = p.parse_known_args(argv)
     library = args.library.expanduser().resolve()
     queries = pick_queries(pd.read_csv(library / "manifest.csv"), root=library, per_class=4)
@@ -206,12 +213,23 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(args.settle_seconds)
             after = snapshot(folder, "after")
             rss_after = rss_mb(proc.pid)
-            print(
-                f"{args.sessions} sessions in {took:.0f} s, {errors} errors; RSS {rss_before:.0f} "
-                f"-> {rss_after:.0f} MiB (+{rss_after - rss_before:.0f}, "
-                f"{(rss_after - rss_before) * 1024 / args.sessions:.0f} KiB per session)"
-            )
-            report(folder, before, after, count=args.sessions, top=args.top)
+            lines = [
+                f"{args.sessions} sessions ({args.threads} at a time) in {took:.0f} s, {errors} "
+                f"errors; RSS {rss_before:.0f} -> {rss_after:.0f} MiB "
+                f"({rss_after - rss_before:+.0f}, "
+                f"{(rss_after - rss_before) * 1024 / max(args.sessions, 1):.0f} KiB per session)",
+                *report(folder, before, after, count=args.sessions, top=args.top),
+            ]
+    print("\n".join(lines))
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    head = [
+        f"# session memory, {stamp}",
+        f"code: {code_state()}",
+        f"machine: {machine_description()}",
+    ]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join([*head, "", "```", *lines, "```"]) + "\n")
+    print(f"wrote {args.out}")
     return 0
 
 
