@@ -15,6 +15,7 @@ SCRIPTS: tuple[str, ...] = (
     "app_load",
     "audit",
     "backbones",
+    "million",
     "pointing_game",
     "runtimes",
     "search",
