@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from data_index.validation import degenerate_warnings
+
 # (metric, k, column title) of the headline table, in Pham et al.'s (2025) order plus Mahbod et al.
 # (2024) and Denner et al. (2024).
 HEADLINE: tuple[tuple[str, int, str], ...] = (
@@ -247,4 +249,27 @@ def other_protocol_tables(frame: pd.DataFrame) -> list[tuple[str, str]]:
     for protocol, title in (("text-to-image", "Text to image"), ("zero-shot", "Zero-shot")):
         if not of(protocol).empty:
             out.append((title, _retrieval_table(of(protocol), ["backbone"])))
+    return out
+
+
+def library_warnings(lib: pd.DataFrame) -> list[str]:
+    """Why a library's scores are no scores (one class, classes under two cases), as the run
+    recorded it; records written before runs recorded it still show a single class."""
+    recorded = lib["library_warnings"].dropna().astype(str)
+    recorded = recorded[recorded.str.strip() != ""]
+    if len(recorded):
+        return [recorded.iloc[-1]]
+    sized = lib.dropna(subset=["n_classes"])
+    if len(sized) and int(sized["n_classes"].max()) == 1:
+        named = lib["class"].dropna().astype(str)
+        only = named.iloc[0] if len(named) else "its only diagnosis"
+        return degenerate_warnings({only: int(sized["n_items"].max())})
+    return []
+
+
+def degenerate_notes(frame: pd.DataFrame) -> list[str]:
+    out = []
+    for name in sorted(frame["library"].dropna().unique()):
+        for warning in library_warnings(frame[frame["library"] == name]):
+            out.append(f"- **Not a score on {name}**: {warning}")
     return out

@@ -178,6 +178,9 @@ def run_benchmark(
         "library_fingerprint": lib.fingerprint[:16],
         **software_versions(),
     }
+    if lib.report.warnings:
+        # One class, or classes under two cases: the report says its scores are no scores.
+        common["library_warnings"] = " ".join(lib.report.warnings)
     if dups is not None:
         # Only confident copies are grouped, excluded and counted; possible copies are not.
         common |= {

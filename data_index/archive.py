@@ -12,6 +12,7 @@ from pathlib import Path, PurePosixPath
 
 import models.limits as limits
 from data_index.locations import extracted_dir, slug
+from data_index.validation import CancelFlag, stop_if_cancelled
 
 # Defaults and their environment variables: models/limits.py. MAX_TOTAL_BYTES is also the
 # disk quota of one extraction: real bytes written are counted against it.
@@ -97,11 +98,14 @@ def extraction_folder(path: Path, *, dest_root: Path | None = None) -> Path:
     return dest_root / f"{slug(Path(path).stem)}-{_zip_digest(Path(path))[:12]}"
 
 
-def extract_zip(path: Path, *, dest_root: Path | None = None) -> Path:
+def extract_zip(
+    path: Path, *, dest_root: Path | None = None, cancel: CancelFlag | None = None
+) -> Path:
     """Extract ``path`` once into ``<cache>/libraries/<name>-<hash>/`` and return that folder.
 
     Extraction happens in a temporary sibling folder that is renamed into place at the end,
-    so an interrupted run never leaves a half library that looks complete.
+    so an interrupted or cancelled run (``cancel`` is looked at before each member) never
+    leaves a half library that looks complete, nor any staging folder.
     """
     path = Path(path)
     if not zipfile.is_zipfile(path):
@@ -121,6 +125,7 @@ def extract_zip(path: Path, *, dest_root: Path | None = None) -> Path:
                 raise ValueError(f"{path.name} holds no files; zip a folder of class folders.")
             budget = MAX_TOTAL_BYTES
             for info in infos:
+                stop_if_cancelled(cancel)
                 parts = _member_parts(info)
                 if parts is None:
                     continue
@@ -133,6 +138,7 @@ def extract_zip(path: Path, *, dest_root: Path | None = None) -> Path:
                     budget -= _copy_limited(
                         src, dst, limit=min(info.file_size, budget), name=info.filename
                     )
+        stop_if_cancelled(cancel)
         (staging / _DONE_MARKER).write_text(str(path.resolve()))
         try:
             os.replace(staging, final)

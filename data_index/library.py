@@ -25,6 +25,7 @@ from data_index.hub import (
     read_card,
 )
 from data_index.validation import (
+    CancelFlag,
     DuplicateGroup,
     Problem,
     Progress,
@@ -71,6 +72,7 @@ class CaseLibrary:
         max_cases: int | None = None,
         hub_columns: HubColumns | None = None,
         allowed_roots: Sequence[Path] | None = None,
+        cancel: CancelFlag | None = None,
     ) -> CaseLibrary:
         """Load a class-folder tree, a manifest file, a folder holding ``manifest.csv`` (preferred
         over its class folders), a zip of either, or a Hugging Face dataset (``hf://...`` or a
@@ -80,6 +82,9 @@ class CaseLibrary:
         ``allowed_roots`` confines a manifest's rows to those folders (an uploaded manifest may
         only point into libraries already offered): a row outside them is left out before its
         file is touched, and the report does not say whether it exists.
+
+        ``cancel`` (a ``threading.Event``) stops extraction and file checks between two files
+        with ``ValidationCancelled``.
         """
         if is_hub_source(source) or is_hub_folder(source):
             hub = parse_hub_source(source)
@@ -92,7 +97,7 @@ class CaseLibrary:
         prefix = ""
         folder, manifest = source, None
         if source.is_file() and source.suffix.lower() == ".zip":
-            folder, prefix = library_folder(extract_zip(source)), "zip/"
+            folder, prefix = library_folder(extract_zip(source, cancel=cancel)), "zip/"
             name = name or source.stem
         elif source.is_file():
             if source.suffix.lower() not in (".csv", ".parquet"):
@@ -120,7 +125,9 @@ class CaseLibrary:
             source=str(source), layout=layout, decoded=decode, ignored_files=ignored
         )
         report.problems.extend(problems)
-        cases = _checked_cases(rows, folder, report, decode=decode, progress=progress)
+        cases = _checked_cases(
+            rows, folder, report, decode=decode, progress=progress, cancel=cancel
+        )
         return cls(root=folder, name=name, layout=layout, cases=cases, report=report)
 
     def __len__(self) -> int:
@@ -316,9 +323,10 @@ def _checked_cases(
     *,
     decode: bool,
     progress: Progress | None,
+    cancel: CancelFlag | None = None,
 ) -> pd.DataFrame:
     paths = [(root / r).resolve() for r in rows["relpath"]]
-    checks = check_files(paths, decode=decode, progress=progress)
+    checks = check_files(paths, decode=decode, progress=progress, cancel=cancel)
     report.images_found = sum(c.reason != "file not found" for c in checks)
     ok = np.array([c.reason is None for c in checks], dtype=bool)
     for relpath, check in zip(rows["relpath"], checks, strict=True):

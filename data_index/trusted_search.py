@@ -73,6 +73,8 @@ class SearchReport:
         return next(iter(self.vote), None)
 
     def as_json(self) -> dict:
+        """The ``search --json`` summary, which the app also answers with (so each hit's path
+        is the one inside the library, never where it sits on the server)."""
         top = self.vote_label
         return {
             "hits": [

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from PIL import Image
 
@@ -17,6 +17,22 @@ import models.limits as limits
 from models.base import check_pixels, open_image, read_image_bytes
 
 Progress = Callable[[int, int], None]
+
+
+class CancelFlag(Protocol):
+    """What validation checks to stop early: a ``threading.Event`` set by a Cancel button."""
+
+    def is_set(self) -> bool: ...
+
+
+class ValidationCancelled(RuntimeError):
+    """The caller set the cancel flag: validation stopped between two files."""
+
+
+def stop_if_cancelled(cancel: CancelFlag | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise ValidationCancelled("Validation was cancelled; nothing was added.")
+
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".jfif"}
@@ -197,16 +213,36 @@ def _without_name(reason: str, path: Path) -> str:
 
 
 def check_files(
-    paths: Sequence[Path], *, decode: bool = False, progress: Progress | None = None
+    paths: Sequence[Path],
+    *,
+    decode: bool = False,
+    progress: Progress | None = None,
+    cancel: CancelFlag | None = None,
 ) -> list[FileCheck]:
-    """``check_file`` over many files with a small thread pool (reading is I/O-bound)."""
+    """``check_file`` over many files with a small thread pool (reading is I/O-bound).
+
+    ``cancel`` is looked at after every file: once set, files not yet started are never
+    opened, the few being read finish, and ``ValidationCancelled`` is raised.
+    """
     workers = max(1, min(8, 2 * (os.cpu_count() or 1)))
     results: list[FileCheck] = []
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for i, result in enumerate(pool.map(lambda p: check_file(p, decode=decode), paths)):
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+
+        def one(path: Path) -> FileCheck | None:
+            # A file not yet started when the flag is set is never opened.
+            return (
+                None if cancel is not None and cancel.is_set() else check_file(path, decode=decode)
+            )
+
+        for i, result in enumerate(pool.map(one, paths)):
+            stop_if_cancelled(cancel)
             results.append(result)
             if progress is not None and ((i + 1) % 64 == 0 or i + 1 == len(paths)):
                 progress(i + 1, len(paths))
+    finally:
+        # The executor's own exit waits for every queued file: a cancel must not.
+        pool.shutdown(wait=True, cancel_futures=True)
     return results
 
 

@@ -37,6 +37,8 @@ class AppConfig:
     # Uploads are private to their session unless the operator shares them (private servers).
     allow_shared_uploads: bool = False
     upload_ttl_minutes: float = 60.0
+    # The session's query photo (a small JPEG preview) is dropped this long after it was set.
+    photo_ttl_minutes: float = 30.0
     runtime: str = "torch"  # "onnx"/"openvino": image towers from an exported graph on the CPU
 
 
@@ -112,6 +114,14 @@ def parse_config(
         "ends (env DERMSEARCH_UPLOAD_TTL_MINUTES; default 60)",
     )
     parser.add_argument(
+        "--photo-ttl-minutes",
+        type=float,
+        default=float(env.get("DERMSEARCH_PHOTO_TTL_MINUTES") or 30),
+        help="a session's query photo (kept as a JPEG of at most 1024 px) is dropped from memory "
+        "this long after it was added, or when the session ends (env "
+        "DERMSEARCH_PHOTO_TTL_MINUTES; default 30)",
+    )
+    parser.add_argument(
         "--runtime",
         choices=RUNTIMES,
         default=env.get("DERMSEARCH_RUNTIME") or "torch",
@@ -132,6 +142,7 @@ def parse_config(
         max_cases=args.max_cases,
         allow_shared_uploads=bool(args.allow_shared_uploads),
         upload_ttl_minutes=max(0.05, args.upload_ttl_minutes),
+        photo_ttl_minutes=max(0.01, args.photo_ttl_minutes),
         runtime=parse_runtime(args.runtime),
     )
 

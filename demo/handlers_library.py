@@ -6,6 +6,7 @@ import hashlib
 import os
 import shutil
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -18,10 +19,11 @@ from data_index.audit import POLICIES, audit_library, render_group_strip, write_
 from data_index.bundle import is_bundle, read_bundle
 from data_index.hub import materialise, read_card
 from data_index.locations import slug
+from data_index.validation import CancelFlag, ValidationCancelled, stop_if_cancelled
 from demo.arguments import text_argument, without_server_paths
 from demo.config import DEMO_CASES, DEMO_LIBRARY, library_display_name
 from demo.render import display_label
-from demo.state import AppState, Progress
+from demo.state import AppState, Cancelled, Progress
 from models import get_spec, limits, list_specs
 from models.weights import availability
 
@@ -269,18 +271,41 @@ def _check_upload(upload: str | None) -> Path:
 
 
 def _load_staged(
-    state: AppState, staged: Path, *, folder: Path, name: str, progress: Progress | None
+    state: AppState,
+    staged: Path,
+    *,
+    folder: Path,
+    name: str,
+    progress: Progress | None,
+    cancel: CancelFlag | None,
 ) -> tuple[CaseLibrary, Path]:
     """Validate a staged upload. A zip is extracted inside ``folder``; a manifest may only point
     into the libraries offered to everyone. Returns the library and the path that names it."""
     step = None if progress is None else (lambda done, total: progress(done / max(total, 1), ""))
     if staged.suffix.lower() == ".zip":
-        inner = library_folder(extract_zip(staged, dest_root=folder))
-        library = CaseLibrary.load(inner, name=name, progress=step, allowed_roots=[inner])
+        inner = library_folder(extract_zip(staged, dest_root=folder, cancel=cancel))
+        library = CaseLibrary.load(
+            inner, name=name, progress=step, allowed_roots=[inner], cancel=cancel
+        )
         return library, inner
     roots = state.catalog.public_roots()
-    library = CaseLibrary.load(staged, name=name, progress=step, allowed_roots=roots)
+    library = CaseLibrary.load(staged, name=name, progress=step, allowed_roots=roots, cancel=cancel)
     return library, staged
+
+
+def _moved(library: CaseLibrary, *, staging: Path, folder: Path, name: str) -> CaseLibrary:
+    """The validated library as read from where it is kept now: only paths inside the staging
+    folder change (the fingerprint hashes contents, not places), so no file is checked twice."""
+    staging, folder = staging.resolve(), folder.resolve()
+
+    def move(path: str | Path) -> str:
+        p = Path(path)
+        return str(folder / p.relative_to(staging)) if p.is_relative_to(staging) else str(p)
+
+    cases = library.cases.assign(path=[move(p) for p in library.cases["path"]])
+    report = replace(library.report, source=move(library.report.source))
+    root = Path(move(library.root))
+    return CaseLibrary(root=root, name=name, layout=library.layout, cases=cases, report=report)
 
 
 def upload_library(
@@ -290,11 +315,15 @@ def upload_library(
     name: str | None = None,
     owner: str | None = None,
     progress: Progress | None = None,
+    cancel: CancelFlag | None = None,
 ) -> tuple[str, str]:
     """Validate an uploaded zip or manifest and, only if it holds usable images, offer it as a
     new library: to the uploading session ``owner`` alone unless the catalog shares uploads.
     Returns (library id, message). Existing libraries and indexes are never touched, so a bad
-    upload loses nothing, and a refused one leaves no file behind."""
+    upload loses nothing, and a refused one leaves no file behind.
+
+    ``cancel`` (a ``threading.Event``) stops the work itself between two files, up to the
+    moment the upload is added: ``Cancelled`` is raised and nothing is left of it."""
     source = _check_upload(upload)
     catalog = state.catalog
     display = (name or "").strip()[:60] or source.stem
@@ -312,7 +341,7 @@ def upload_library(
         shutil.copyfile(source, staged)
         try:
             library, where = _load_staged(
-                state, staged, folder=staging, name=display, progress=progress
+                state, staged, folder=staging, name=display, progress=progress, cancel=cancel
             )
         except ValueError as err:  # name the file as the visitor sent it, not as it is kept
             raise ValueError(str(err).replace(staged.name, source.name)) from err
@@ -330,6 +359,7 @@ def upload_library(
                     else ""
                 )
             )
+        stop_if_cancelled(cancel)  # the last moment a cancel undoes the upload
         if catalog.shared_uploads:
             os.replace(staged, kept)
             final = kept
@@ -337,7 +367,10 @@ def upload_library(
             final = folder / where.relative_to(staging)
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(where, final)
+            library = _moved(library, staging=staging, folder=folder, name=display)
         refused = False
+    except ValidationCancelled as err:
+        raise Cancelled(f"The upload of {source.name} was cancelled: nothing was added.") from err
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if refused and not catalog.shared_uploads:
@@ -346,8 +379,9 @@ def upload_library(
     if catalog.shared_uploads:
         state.library(entry.id)  # a shared zip is extracted once more at its kept path
     else:
-        # Loaded again at its kept path, under its id: private uploads have their own indexes.
-        state.adopt(entry.id, CaseLibrary.load(final, name=entry.id))
+        # Kept under its id: private uploads have their own indexes.
+        library = replace(library, name=entry.id)
+        state.adopt(entry.id, library)
     report = library.report
     left_out = len(report.unreadable) + len(report.problems)
     note = f" {left_out} file(s)/row(s) were left out: see the problems table." if left_out else ""

@@ -385,7 +385,14 @@ def run_search(
         names=names,
     )
     return SearchOutcome(
-        gallery, summary, records, query_label, notes, embed_ms, search_ms, report.as_json()
+        gallery,
+        summary,
+        records,
+        query_label,
+        notes,
+        embed_ms,
+        search_ms,
+        report.as_json(),
     )
 
 

@@ -113,7 +113,12 @@ def build_demo(config: AppConfig, *, state: AppState | None = None) -> gr.Blocks
             demo_status = gr.Markdown("", elem_id="load-demo-status")
         with gr.Tabs(selected="search" if start else "library", elem_id="tabs") as tabs:
             with gr.Tab("Search", id="search", elem_id="tab-search"):
-                search = build_search_tab(state, library=library, backbone_key=default or "")
+                search = build_search_tab(
+                    state,
+                    library=library,
+                    backbone_key=default or "",
+                    photo_ttl_s=config.photo_ttl_minutes * 60,
+                )
             with gr.Tab("Compare", id="compare", elem_id="tab-compare"):
                 compare = build_compare_tab(state, library=library, runnable=runnable)
             with gr.Tab("Benchmark", id="benchmark", elem_id="tab-benchmark"):
@@ -205,9 +210,29 @@ def build_demo(config: AppConfig, *, state: AppState | None = None) -> gr.Blocks
 
         def end_session(request: gr.Request):
             state.catalog.forget_session(request.session_hash)
+            release_session(demo, request.session_hash)
 
         demo.unload(end_session)
     return demo
+
+
+def release_session(blocks: gr.Blocks, session: str | None) -> bool:
+    """Drop a closed session from gradio's session store at once; False if it holds none.
+
+    Gradio keeps a closed session's ``gr.State`` values for an hour, in case the tab comes
+    back, and its own copy of every component's config until ``state_session_capacity``
+    newer sessions push it out: about 0.3 MB of objects per visitor, most of it that copy
+    (``benchmarks.perf.session_memory``). A closed tab has already lost its private uploads
+    here, so its state goes with them, each value through its ``delete_callback``.
+    """
+    holder = getattr(blocks, "state_holder", None)
+    if holder is None or not session or session not in holder:
+        return False
+    holder.delete_state(session)
+    with holder.lock:
+        holder.session_data.pop(session, None)
+        holder.time_last_used.pop(session, None)
+    return True
 
 
 def app_catalog(config: AppConfig) -> LibraryCatalog:

@@ -31,12 +31,18 @@ class StopFlags:
             return flag
 
     def finish(self, session: str, kind: str = "") -> None:
+        """A run ended; the session's flag goes with its last run, so the table holds only the
+        work in flight however many visitors come and go."""
         with self._guard:
             left = self._running.get((session, kind), 1) - 1
             if left > 0:
                 self._running[(session, kind)] = left
             else:
                 self._running.pop((session, kind), None)
+                self._flags.pop((session, kind), None)
+
+    def __len__(self) -> int:
+        return len(self._flags)
 
     def stop(self, session: str, kind: str = "") -> bool:
         """Ask the session's current run to stop; whether one was running."""

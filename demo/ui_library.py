@@ -248,7 +248,12 @@ def build_library_tab(
                 message=UPLOAD_CANCELLED,
             )
             return hl.upload_library(
-                state, file, name=name, owner=request.session_hash, progress=checking
+                state,
+                file,
+                name=name,
+                owner=request.session_hash,
+                progress=checking,
+                cancel=flag,
             )
 
         try:

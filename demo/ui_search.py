@@ -26,8 +26,6 @@ from demo.render import LEGEND
 from demo.state import AppState
 from demo.stopping import StopFlags
 
-PHOTO_TTL_S = 1800  # a session's query photo lives in memory at most this long
-
 
 def tolerate_unreadable(image: gr.Image) -> gr.Image:
     """Let unreadable uploads (a text file sent through the API, a corrupt JPEG) reach the
@@ -73,15 +71,18 @@ def notice_updates(state: AppState, library_path: str | None, backbone_key: str 
     return gr.update(value=text, visible=bool(text)), gr.update(visible=bool(text))
 
 
-def build_search_tab(state: AppState, *, library: gr.Dropdown, backbone_key: str) -> SearchTab:
-    """Lay out the Search tab and wire its events; ``library`` is the app-wide library box."""
+def build_search_tab(
+    state: AppState, *, library: gr.Dropdown, backbone_key: str, photo_ttl_s: float = 1800
+) -> SearchTab:
+    """Lay out the Search tab and wire its events; ``library`` is the app-wide library box.
+    The query photo is dropped from the session ``photo_ttl_s`` seconds after it was set."""
     runnable, not_here = hs.backbone_choices()
     keys = [value for _, value in runnable]
     start = backbone_key if backbone_key in keys else (keys[0] if keys else None)
     text_ok, text_hint = hs.text_box_state(start) if start else (False, "No backbone can run.")
 
     mode = gr.State("photo")
-    photo = gr.State(None, time_to_live=PHOTO_TTL_S)
+    photo = gr.State(None, time_to_live=photo_ttl_s)
     picked_case = gr.State(None)
     hits = gr.State([])
     selected = gr.State(None)

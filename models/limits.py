@@ -39,7 +39,9 @@ MAX_ZIP_MEMBER_BYTES = _env_int("DERMSEARCH_MAX_ZIP_MEMBER_BYTES", 64 * 1024**2)
 MAX_ZIP_RATIO = _env_int("DERMSEARCH_MAX_ZIP_RATIO", 200)
 # An uploaded library file (zip or manifest) as it arrives.
 MAX_UPLOAD_BYTES = _env_int("DERMSEARCH_MAX_UPLOAD_BYTES", 2 * 1024**3)
-# Sessions whose state (query photo, results, updated components) the server holds; past this
-# the oldest is dropped, so memory stays bounded however many visitors come and go (each one
-# costs gradio about 0.2 MB before it has done anything, and up to about 1 MB after a search).
+# Open sessions whose state (query photo, results, updated components) the server holds; past
+# this the least recently used is dropped, so memory stays bounded however many visitors stay.
+# A session that ends (its tab closes) is dropped at once. Each costs about 0.3 MB of Python
+# objects after a search, mostly gradio's own copy of every component's config
+# (benchmarks.perf.session_memory).
 MAX_SESSIONS = _env_int("DERMSEARCH_MAX_SESSIONS", 200)

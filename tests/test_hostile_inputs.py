@@ -421,6 +421,17 @@ def test_every_image_mode_is_decoded_by_our_to_rgb_through_the_endpoint(app, tmp
         assert _top_caption(_search(c, query)).split("/")[0] == expected, mode
 
 
+def test_search_answer_names_cases_without_server_paths(app, tmp_path):
+    """The JSON summary and every other output name hits by case id; a server path there would
+    also send a client to fetch a library file, which is refused."""
+    query = save_image(pattern_image("green-dots", 778, size=64), tmp_path / "q.png")
+    outputs = _search(client(app), query)
+    report = outputs[-1]
+    assert report["hits"] and all("path" not in hit for hit in report["hits"])
+    assert all(hit["case_id"] for hit in report["hits"])
+    no_server_path(json.dumps([o for o in outputs if not isinstance(o, list)], default=str), app)
+
+
 @pytest.mark.parametrize("k", ["ten", None, [3], 0, 51])
 def test_search_photo_k_of_the_wrong_type_gets_a_sentence(app, k):
     c = client(app)

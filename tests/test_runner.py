@@ -331,3 +331,34 @@ def test_cli_report_through_a_subprocess(workspace, colour_run):
         "lib-top1-vs-latency.html",
     ]
     assert len(pd.read_csv(workspace / "r.csv")) == len(results.read_text().splitlines())
+
+
+@pytest.mark.parametrize(
+    ("counts", "wanted"),
+    [
+        ({"red-stripes": 4}, "single class (red-stripes)"),
+        (
+            {"red-stripes": 4, "blue-checks": 4, "green-dots": 1},
+            "fewer than 2 cases (green-dots)",
+        ),
+    ],
+)
+def test_report_says_a_degenerate_library_has_no_score(tmp_path, monkeypatch, counts, wanted):
+    """One class scores Top-1 1.000 by construction, and a one-case class cannot find itself:
+    the report says so at the top and in the library's section, as validation does."""
+    monkeypatch.setenv("DERMSEARCH_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "lib"
+    for label, n in counts.items():
+        make_folder_library(root, per_class=n, labels=(label,))
+    out = tmp_path / "results.jsonl"
+    run_benchmark(root, ["color-texture"], ["loo"], out=out, latency=FAST)
+    text = markdown_report(latest_runs(read_records(out)))
+    notes, section = text.split("## lib", 1)
+    assert "**Not a score on lib**: " in notes and wanted in notes
+    assert "**Warning:**" in section and wanted in section
+
+
+def test_report_of_a_healthy_library_has_no_degenerate_warning(colour_run):
+    _, out, _ = colour_run
+    text = markdown_report(latest_runs(read_records(out)))
+    assert "Not a score on" not in text and "**Warning:**" not in text

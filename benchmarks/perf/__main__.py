@@ -20,6 +20,7 @@ SCRIPTS: tuple[str, ...] = (
     "runtimes",
     "search",
     "search_overhead",
+    "session_memory",
     "space_rehearsal",
 )
 

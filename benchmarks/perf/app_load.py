@@ -115,8 +115,9 @@ def drive(
     seconds: float,
     fresh_sessions: bool,
     downloads: Path,
+    tally: Tally | None = None,
 ) -> tuple[Tally, float]:
-    tally = Tally()
+    tally = tally if tally is not None else Tally()
     deadline = time.monotonic() + seconds
 
     def worker(index: int) -> None:
@@ -192,11 +193,42 @@ def main(argv: list[str] | None = None) -> int:
                     warm, library=library.name, backbone=args.backbone, k=args.k, query=query
                 )
             warm.close()
+            if args.warmup_seconds > 0:
+                # The server's one-time growth under concurrency (worker threads, their
+                # buffers) is not what sessions cost: it happens before the first reading.
+                warm_tally, _ = drive(
+                    url,
+                    library=library.name,
+                    backbone=args.backbone,
+                    k=args.k,
+                    queries=queries,
+                    clients=args.clients,
+                    seconds=args.warmup_seconds,
+                    fresh_sessions=args.fresh_sessions,
+                    downloads=downloads,
+                )
+                print(
+                    f"warm-up: {warm_tally.sessions} sessions, {len(warm_tally.errors)} errors",
+                    flush=True,
+                )
             before = rss_mb(proc.pid)
             print(
                 f"RSS {before:.0f} MiB; {args.clients} clients for {args.seconds:.0f} s...",
                 flush=True,
             )
+            tally = Tally()
+            samples: list[tuple[float, int, float]] = []  # (seconds, sessions, RSS MiB)
+            done = threading.Event()
+
+            def sample() -> None:
+                began = time.monotonic()
+                while not done.wait(5.0):
+                    with tally.lock:
+                        sessions = tally.sessions
+                    samples.append((time.monotonic() - began, sessions, rss_mb(proc.pid)))
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
             tally, wall_s = drive(
                 url,
                 library=library.name,
@@ -207,10 +239,19 @@ def main(argv: list[str] | None = None) -> int:
                 seconds=args.seconds,
                 fresh_sessions=args.fresh_sessions,
                 downloads=downloads,
+                tally=tally,
             )
+            done.set()
+            sampler.join()
             after = rss_mb(proc.pid)
     row = summarise(tally, clients=args.clients, wall_s=wall_s)
     row |= {"rss_before_mb": round(before, 1), "rss_after_mb": round(after, 1)}
+    # RSS once N sessions had started: growth per session, apart from how long the run was.
+    for mark in (100, 250, 500, 750, 1000):
+        reached = next((rss for _, n, rss in samples if n >= mark), None)
+        if reached is not None:
+            row[f"rss_at_{mark}_sessions_mb"] = round(reached, 1)
+    row["rss_samples"] = [[round(t), n, round(r, 1)] for t, n, r in samples]
     print(
         "| clients | sessions | requests | errors | median ms | p95 ms | req/s | RSS before MiB "
         "| RSS after MiB |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -218,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     cells = ["clients", "sessions", "requests", "errors", "median_ms", "p95_ms"]
     cells += ["throughput_rps", "rss_before_mb", "rss_after_mb"]
     print("| " + " | ".join(str(row[c]) for c in cells) + " |")
+    marks = [f"{k.split('_')[2]}: {v:.0f}" for k, v in row.items() if k.startswith("rss_at_")]
+    if marks:
+        print(f"RSS MiB after this many sessions: {', '.join(marks)}")
     for error in row["first_errors"]:
         print(f"  error: {error}")
     record = {

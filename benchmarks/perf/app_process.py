@@ -82,9 +82,11 @@ def app_process(
     torch_threads: int | None = None,
     extra_args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
+    launcher: Sequence[str] | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """``running_app`` that also hands over the process (to read its memory) and takes more
-    flags and environment variables; ``library`` None starts the app without one."""
+    flags and environment variables; ``library`` None starts the app without one. ``launcher``
+    replaces ``python app.py`` (a wrapper that runs app.py under a profiler)."""
     port = free_port()
     scratch = Path(tempfile.mkdtemp(prefix="bench-app-"))
     env = {
@@ -99,7 +101,7 @@ def app_process(
             "DERMSEARCH_TORCH_THREADS": str(torch_threads),
             "OMP_NUM_THREADS": str(torch_threads),
         }
-    command = [sys.executable, "app.py", "--backbone", backbone, *extra_args]
+    command = [*(launcher or [sys.executable, "app.py"]), "--backbone", backbone, *extra_args]
     if library is not None:
         command += ["--library", str(library)]
     with log.open("w") as out:
