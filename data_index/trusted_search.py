@@ -72,9 +72,10 @@ class SearchReport:
     def vote_label(self) -> str | None:
         return next(iter(self.vote), None)
 
-    def as_json(self) -> dict:
-        """The ``search --json`` summary, which the app also answers with (so each hit's path
-        is the one inside the library, never where it sits on the server)."""
+    def as_json(self, *, paths: bool = True) -> dict:
+        """The ``search --json`` summary. The app answers with it too, with ``paths`` False:
+        no hit then carries its file path, because a web answer never says where a case sits
+        on the server, and gradio_client would try to download any dict with a "path"."""
         top = self.vote_label
         return {
             "hits": [
@@ -83,9 +84,7 @@ class SearchReport:
                     "label": h.label,
                     "score": h.score,
                     "case_id": h.case_id,
-                    # Inside the library: the app sends this summary to browsers and API
-                    # callers, who never see a server path, and the CLI prints the same one.
-                    "path": str(h.metadata.get("relpath") or h.path),
+                    **({"path": h.path} if paths else {}),
                 }
                 for h in self.hits
             ],

@@ -392,7 +392,7 @@ def run_search(
         notes,
         embed_ms,
         search_ms,
-        report.as_json(),
+        report.as_json(paths=False),
     )
 
 
