@@ -14,7 +14,11 @@ Method, in two stages:
    low frequencies barely move under that, resizing, JPEG or mild colour changes. A corner
    score (each image's corner windows against same-size windows of the other) catches
    shifted copies and two crops of one photo. Each image's best few partners by each score
-   are candidates, plus identical pixels and, optionally, caller-given embedding neighbours.
+   are candidates, plus its nearest by colour histogram, identical pixels, the images its
+   ORB descriptors vote for (zoomed re-shots of smooth photos, ``votes.py``) and,
+   optionally, caller-given embedding neighbours. None of these scores every pair: each is
+   a usearch search over the signatures (``candidates.py``), so the cost grows with
+   n log n rather than n squared.
 2. Confirmation. ORB keypoints (on the image and on its mirror: ORB is rotation- but not
    reflection-invariant) are matched with Lowe's ratio test, an affine map is fitted with
    RANSAC, and the pair is confirmed only if enough keypoints agree AND the grey images,
