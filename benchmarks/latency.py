@@ -8,6 +8,7 @@ warm-up, device synchronised, median of repeats (benchmarks.timing).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,5 +140,8 @@ def latency_fields(
         "search_k": search_depth(n_cases, settings),
         "usearch_s_per_query": usearch.median_per_item_s,
         "total_s_per_image": per_image + per_query,
+        # What else the machine was doing: timings under a load above its core count are slow.
+        "load_average_1m": os.getloadavg()[0],
+        "cpu_count": os.cpu_count(),
     }
     return {key: _significant(value) for key, value in fields.items()}

@@ -23,7 +23,7 @@ from data_index.hub import HubColumns
 from data_index.library import CaseLibrary
 from data_index.locations import default_index_dir
 from data_index.query_match import file_sha1
-from data_index.store import POINTER, IndexMismatch, resolve_version
+from data_index.store import DTYPES, POINTER, IndexMismatch, resolve_version
 from data_index.trusted_search import SearchReport, cached_copy_groups, trusted_search
 from data_index.validation import ValidationReport
 from models import open_image
@@ -442,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     _hub_flags(p)
     p.add_argument("--backbone", required=True, help="registry key (python -m models list)")
     p.add_argument("--out", help="index folder (default: <cache>/indexes/<library>--<backbone>)")
-    p.add_argument("--dtype", choices=["f32", "f16"], default="f32")
+    p.add_argument("--dtype", choices=list(DTYPES), default="f32")
     p.add_argument("--rebuild", action="store_true", help="start afresh instead of updating")
     p.add_argument("--workers", type=int, default=None, help="image decoding processes")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: best available)")

@@ -81,6 +81,9 @@ class SearchableIndex(Protocol):
     def exact(self) -> bool: ...
 
     @property
+    def dtype(self) -> str: ...
+
+    @property
     def table(self) -> CaseTable: ...
 
     def __len__(self) -> int: ...
@@ -139,6 +142,30 @@ def _kept(keys: np.ndarray, distances: np.ndarray, excluded: set[int]) -> list[t
     return [(key, 1.0 - dist) for key, dist in pairs if key not in excluded]
 
 
+# An i8 index rounds every unit vector to 8 bits: a quarter of f32's memory, but its order is
+# coarse (recall@10 0.85 at 1M, benchmarks/perf/million.py). Its graph is asked for this many
+# times k, and the stored float32 vectors put them in exact cosine order.
+RERANK_FACTOR = 4
+
+
+def _fetch(idx: SearchableIndex, k: int) -> int:
+    return k * RERANK_FACTOR if idx.dtype == "i8" else k
+
+
+def _reranked(
+    idx: SearchableIndex, q: np.ndarray, pairs: list[tuple[int, float]], k: int
+) -> list[tuple[int, float]]:
+    """The top ``k`` of ``pairs`` by exact cosine on the raw vectors (i8 indexes only)."""
+    if idx.dtype != "i8" or not pairs:
+        return pairs[:k]
+    keys = np.fromiter((key for key, _ in pairs), dtype=np.int64, count=len(pairs))
+    vectors = idx.raw[idx.row_positions(keys)].astype(np.float32)
+    norms = np.linalg.norm(vectors, axis=1)
+    sims = (vectors @ q.astype(np.float32)) / np.where(norms == 0.0, 1.0, norms)
+    order = np.lexsort((keys, -sims))[:k]
+    return [(int(keys[i]), float(sims[i])) for i in order]
+
+
 def cosine_top(
     idx: SearchableIndex, q: np.ndarray, *, k: int, excluded: set[int]
 ) -> list[tuple[int, float]]:
@@ -149,13 +176,14 @@ def cosine_top(
     if n == 0 or k <= 0 or norm == 0.0:
         return []
     q = q / norm
-    count = min(n, k + len(excluded))
+    wanted = _fetch(idx, k)
+    count = min(n, wanted + len(excluded))
     while True:
         matches = idx.index.search(q, count, exact=idx.exact)
         kept = _kept(matches.keys, matches.distances, excluded)
         # Exact search is complete at once; the graph may miss some, so widen until it is.
-        if len(kept) >= k or count >= n:
-            return kept[:k]
+        if len(kept) >= wanted or count >= n:
+            return _reranked(idx, q, kept, k)
         count = min(n, count * 2)
 
 
@@ -169,7 +197,8 @@ def cosine_top_batch(
         return [[] for _ in range(len(queries))]
     norms = np.linalg.norm(queries, axis=1)
     unit = queries / np.where(norms == 0.0, 1.0, norms)[:, None]
-    count = min(n, k + max(len(e) for e in excluded))
+    wanted = _fetch(idx, k)
+    count = min(n, wanted + max(len(e) for e in excluded))
     matches = idx.index.search(unit, count, exact=idx.exact)
     keys, distances, found = matches.keys, matches.distances, matches.counts
     out = []
@@ -178,9 +207,10 @@ def cosine_top_batch(
             out.append([])
             continue
         kept = _kept(keys[i, : found[i]], distances[i, : found[i]], skip)
-        if len(kept) < k and count < n:
-            kept = cosine_top(idx, unit[i], k=k, excluded=skip)
-        out.append(kept[:k])
+        if len(kept) < wanted and count < n:
+            out.append(cosine_top(idx, unit[i], k=k, excluded=skip))
+        else:
+            out.append(_reranked(idx, unit[i], kept, k))
     return out
 
 

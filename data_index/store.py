@@ -43,7 +43,9 @@ FORMAT_VERSION = 1
 # The live version and the one before it; older ones are deleted after a successful switch.
 KEEP_VERSIONS = 2
 METRIC = "cos"
-DTYPES = {"f32": ScalarKind.F32, "f16": ScalarKind.F16}
+# i8 quantises unit vectors to 8-bit integers: a quarter of f32's memory, for very large
+# libraries (benchmarks/perf/million.py measures what it costs in recall).
+DTYPES = {"f32": ScalarKind.F32, "f16": ScalarKind.F16, "i8": ScalarKind.I8}
 # HNSW parameters, pinned rather than left to library defaults so every machine builds alike.
 CONNECTIVITY = 16
 EXPANSION_ADD = 128

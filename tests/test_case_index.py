@@ -146,14 +146,17 @@ def test_add_images_remove_and_keys_are_never_reused(tmp_path, backbone, case_li
         again.add_images(backbone, [new], labels=[" "])
 
 
-def test_f16_option_is_stored_and_searchable(tmp_path, backbone, case_lib):
-    idx = CaseIndex.build(case_lib, backbone, out_dir=tmp_path / "idx", dtype="f16")
+@pytest.mark.parametrize(
+    ("dtype", "kind", "tol"), [("f16", ScalarKind.F16, 1e-3), ("i8", ScalarKind.I8, 2e-2)]
+)
+def test_smaller_dtypes_are_stored_and_searchable(tmp_path, backbone, case_lib, dtype, kind, tol):
+    idx = CaseIndex.build(case_lib, backbone, out_dir=tmp_path / "idx", dtype=dtype)
     meta = Index.metadata(str(resolve_version(tmp_path / "idx") / "index.usearch"))
-    assert meta["kind_scalar"] == ScalarKind.F16
+    assert meta["kind_scalar"] == kind
     loaded = CaseIndex.load(tmp_path / "idx")
-    assert loaded.dtype == "f16"
+    assert loaded.dtype == dtype
     hits = loaded.search_vector(idx.raw[2], k=3)
-    assert hits[0].key == idx.cases["key"].iloc[2] and hits[0].score == pytest.approx(1, abs=1e-3)
+    assert hits[0].key == idx.cases["key"].iloc[2] and hits[0].score == pytest.approx(1, abs=tol)
     with pytest.raises(ValueError, match="dtype"):
         CaseIndex.build(case_lib, backbone, save=False, dtype="bf16")
 

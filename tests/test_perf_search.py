@@ -178,3 +178,35 @@ def test_shared_manifests_list_existing_images(shared_datasets):
     paths, labels = shared_image_paths(shared_root=shared_datasets.parent)
     assert len(paths) == len(labels) > 1000
     assert all(p.is_file() for p in paths[:: max(1, len(paths) // 50)])
+
+
+def test_million_path_stores_tuned_expansion_and_reranks_i8(centres, tmp_path):
+    # Past the exact-search size, so the app's call walks the graph: the i8 re-rank must make
+    # up what the 8-bit graph order loses, and the reopened index keeps the tuned setting.
+    from types import SimpleNamespace
+
+    from benchmarks.perf import million
+
+    model = cluster_model(real=centres, dim=32, seed=1)
+    library = sample(model=model, n=12_000, seed=2)
+    tune, evaluate = sample(model=model, n=30, seed=3), sample(model=model, n=30, seed=4)
+    truth = {
+        name: sm.exact_top_k(queries=q, library=library)
+        for name, q in (("tune", tune), ("eval", evaluate))
+    }
+    args = SimpleNamespace(expansion_add=32, threads=1, tune_target=0.99)
+    record = million.measure_dtype(
+        library=library,
+        tune=tune,
+        evaluate=evaluate,
+        truth_tune=truth["tune"],
+        truth_eval=truth["eval"],
+        dtype="i8",
+        args=args,
+        folder=tmp_path / "i8",
+        log=lambda _: None,
+    )
+    assert record["manifest_search"]["expansion_search"] in sm.EXPANSION_SEARCH_GRID
+    assert record["search_recall_at_10"] >= 0.99 > record["graph_recall_at_10"]
+    assert record["n"] == 12_000 and record["index_file_mb"] >= 0
+    assert not (tmp_path / "i8").exists()  # the 1M-sized files are not left behind

@@ -144,21 +144,33 @@ class Tuning:
     reached: bool
 
 
-def tune_expansion_search(
-    *, index: Index, queries: np.ndarray, truth: np.ndarray, target: float, threads: int
+def tune_expansion(
+    *, index: Index, find: Callable[[], np.ndarray], truth: np.ndarray, target: float
 ) -> Tuning:
-    """Walk the grid upwards on held-out tuning queries until recall@k reaches `target`."""
+    """Walk the grid upwards until the recall@k of ``find()`` (top-k rows of the tuning
+    queries, searched with ``index.expansion_search`` as set) reaches `target`; the best
+    setting, if none does."""
     curve: dict[int, float] = {}
     for ef in EXPANSION_SEARCH_GRID:
         index.expansion_search = ef
-        curve[ef] = recall_at_k(
-            found=hnsw_search(index=index, queries=queries, threads=threads), truth=truth
-        )
+        curve[ef] = recall_at_k(found=find(), truth=truth)
         if curve[ef] >= target:
             return Tuning(curve=curve, chosen=ef, reached=True)
     best = max(curve, key=lambda ef: (curve[ef], -ef))
     index.expansion_search = best
     return Tuning(curve=curve, chosen=best, reached=False)
+
+
+def tune_expansion_search(
+    *, index: Index, queries: np.ndarray, truth: np.ndarray, target: float, threads: int
+) -> Tuning:
+    """``tune_expansion`` of the bare graph walk on held-out tuning queries."""
+    return tune_expansion(
+        index=index,
+        find=lambda: hnsw_search(index=index, queries=queries, threads=threads),
+        truth=truth,
+        target=target,
+    )
 
 
 @dataclass(frozen=True)
