@@ -110,6 +110,12 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--plots", help="folder for the HTML figures")
     report.add_argument("--csv", help="write the records (newest run of each) as CSV here")
     report.add_argument(
+        "--variants-from",
+        metavar="JSONL",
+        help="variant records (e.g. benchmarks/results/variants.jsonl) drawn on the figures, "
+        "each joined to its base backbone",
+    )
+    report.add_argument(
         "--note", action="append", default=[], help="a caveat line for the report (repeatable)"
     )
     return parser
@@ -197,6 +203,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     else:
         print(text)
     if args.plots:
+        if args.variants_from:  # variant points on the accuracy-vs-latency figures
+            frame = pd.concat([frame, read_records(args.variants_from)], ignore_index=True)
         for path in save_plots(frame, args.plots):
             print(f"Figure: {path}")
     if args.csv:

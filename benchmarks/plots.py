@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from data_index.variants import VARIANTS
+
 RecordsLike = pd.DataFrame | Iterable[dict]
 
 
@@ -106,10 +108,13 @@ def accuracy_vs_latency(
     protocol: str | None = "leave-one-out",
     latency_key: str = "embed_median_per_item_s",
     published: pd.DataFrame | None = None,
+    variants: RecordsLike | None = None,
 ) -> go.Figure:
     """Score against latency (ms, log axis) per backbone, colour = family, 95 % error bars and
     the Pareto front; ``published`` (columns backbone, value, latency in seconds under
-    ``latency_key``) is drawn apart as hollow points, never mixed with ours."""
+    ``latency_key``) is drawn apart as hollow points, never mixed with ours. ``variants``
+    (retrieval variant records of the same library) add one point per variant and base
+    backbone, joined to that backbone's point by a dotted line."""
     frame = as_frame(records, required=("backbone", "family", "metric", "value", latency_key))
     chosen = _select(frame, metric=metric, k=k, protocol=protocol)
     columns = ["value", latency_key] + [c for c in ("ci_low", "ci_high") if c in chosen.columns]
@@ -142,6 +147,11 @@ def accuracy_vs_latency(
         )
     )
     shown = [chosen["ms"]]
+    if variants is not None and metric == "hit_rate":
+        points = variant_points(variants, chosen, k=k)
+        _draw_variants(fig, points)
+        if len(points):
+            shown.append(points["ms"])
     if published is not None and not published.empty:
         ms = published[latency_key] * 1000
         shown.append(ms)
@@ -168,10 +178,111 @@ def accuracy_vs_latency(
             "range": [low - 0.3, high + 0.6],
         },
         yaxis={"title": label, "range": [0, 1.05]},
-        legend={"title": "family"},
+        legend={"title": "family or variant"},
         margin={"l": 70, "r": 40, "t": 60, "b": 60},
     )
     return fig
+
+
+VARIANT_SYMBOLS = ("diamond", "star", "triangle-up", "square", "cross", "x", "hexagon")
+VARIANT_LINK = "dotted line: a variant and its plain backbone"
+
+
+def variant_points(variants: RecordsLike, bases: pd.DataFrame, *, k: int | None) -> pd.DataFrame:
+    """One row per variant record at ``k`` whose base backbone is drawn: where it goes (ms as
+    the base's time plus the variant's extra work, its Top-k) and where its base is.
+
+    Extra work: a second forward pass for tta-flip (the base's own time again), every other
+    member's time for fusion, else the change in search time measured at 10,000 cases beside
+    the plain search."""
+    frame = as_frame(variants)
+    if frame.empty or "variant" not in frame.columns:
+        return pd.DataFrame(columns=["variant", "base", "ms", "value", "base_ms", "base_value"])
+    frame = frame[(frame["protocol"] == "variant") & (frame["metric"] == "hit_rate")]
+    frame = frame[frame["k"] == k] if k is not None else frame
+    base_ms = dict(zip(bases["backbone"], bases["ms"], strict=True))
+    base_value = dict(zip(bases["backbone"], bases["value"], strict=True))
+    rows = []
+    for r in frame.to_dict("records"):
+        if r["base"] not in base_ms:
+            continue
+        kind, _, members = str(r["variant"]).partition(":")
+        if kind == "tta-flip":
+            extra = base_ms[r["base"]]
+        elif kind == "fusion":
+            others = [m for m in members.split("+") if m and m != r["base"]]
+            if any(m not in base_ms for m in others):
+                continue
+            extra = sum(base_ms[m] for m in others)
+        else:
+            extra = float(r.get("search_ms_10k", 0) or 0) - float(
+                r.get("plain_search_ms_10k", 0) or 0
+            )
+        rows.append(
+            {
+                "variant": r["variant"],
+                "kind": kind,
+                "base": r["base"],
+                "ms": max(base_ms[r["base"]] + extra, 0.01),
+                "value": r["value"],
+                "gain": r["gain"],
+                "gain_ci_low": r["gain_ci_low"],
+                "gain_ci_high": r["gain_ci_high"],
+                "base_ms": base_ms[r["base"]],
+                "base_value": base_value[r["base"]],
+            }
+        )
+    return pd.DataFrame(rows, columns=None if rows else ["variant", "ms", "value"])
+
+
+def _draw_variants(fig: go.Figure, points: pd.DataFrame) -> None:
+    if points.empty:
+        return
+    for r in points.to_dict("records"):
+        fig.add_trace(
+            go.Scatter(
+                x=[r["base_ms"], r["ms"]],
+                y=[r["base_value"], r["value"]],
+                mode="lines",
+                line={"dash": "dot", "color": "rgba(90,90,90,0.6)", "width": 1.2},
+                hoverinfo="skip",
+                showlegend=False,
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=[None],
+            y=[None],
+            mode="lines",
+            line={"dash": "dot", "color": "rgba(90,90,90,0.6)"},
+            name=VARIANT_LINK,
+        )
+    )
+    for i, (kind, group) in enumerate(points.groupby("kind", sort=True)):
+        title = VARIANTS[kind].title if kind in VARIANTS else kind
+        hover = [
+            f"{v} on {b}: {100 * g:+.1f} points [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+            for v, b, g, lo, hi in zip(
+                group["variant"], group["base"], group["gain"], group["gain_ci_low"],
+                group["gain_ci_high"], strict=True,
+            )
+        ]  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=group["ms"],
+                y=group["value"],
+                mode="markers",
+                marker={
+                    "symbol": VARIANT_SYMBOLS[i % len(VARIANT_SYMBOLS)],
+                    "size": 10,
+                    "color": "white",
+                    "line": {"width": 1.5, "color": "black"},
+                },
+                text=hover,
+                hovertemplate="%{text}<br>%{y:.3f} at %{x:.1f} ms<extra></extra>",
+                name=f"variant: {title}",
+            )
+        )
 
 
 def hit_rate_curves(

@@ -318,6 +318,30 @@ def read_records(path: str | Path, *, tolerant: bool = False) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+_VARIANT_FILES: dict[tuple, pd.DataFrame] = {}
+
+
+def read_variant_records(folders: Sequence[str | Path]) -> pd.DataFrame:
+    """Every retrieval variant record (hit rates with their paired gains) in the ``*.jsonl``
+    files of ``folders``; a file is read again only when it changed."""
+    frames = []
+    for folder in folders:
+        for path in sorted(Path(folder).glob("*.jsonl")):
+            stat = path.stat()
+            key = (str(path), stat.st_mtime_ns, stat.st_size)
+            if key not in _VARIANT_FILES:
+                frame = read_records(path, tolerant=True)
+                if len(frame) and {"protocol", "metric"} <= set(frame.columns):
+                    wanted = (frame["protocol"] == "variant") & (frame["metric"] == "hit_rate")
+                    frame = frame[wanted]
+                else:
+                    frame = pd.DataFrame()
+                _VARIANT_FILES[key] = frame
+            if len(_VARIANT_FILES[key]):
+                frames.append(_VARIANT_FILES[key])
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
 def export_csv(records: pd.DataFrame, path: str | Path) -> Path:
     """Write records as CSV (one column per key; empty where a record lacks it)."""
     path = Path(path)

@@ -389,6 +389,7 @@ def save_plots(frame: pd.DataFrame, folder: str | Path, *, static: bool = True) 
     skipped with a printed reason when kaleido cannot draw them."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    variants = frame[frame["protocol"] == "variant"] if "protocol" in frame.columns else frame[:0]
     frame = ours_only(with_optional_columns(frame))
     chosen = frame[
         (frame["weights_origin"] == "pretrained") & (frame["protocol"] == "leave-one-out")
@@ -403,6 +404,7 @@ def save_plots(frame: pd.DataFrame, folder: str | Path, *, static: bool = True) 
                 k=1,
                 latency_key="total_s_per_image",
                 published=published_points(),
+                variants=variants[variants["library"] == name] if len(variants) else None,
             ),
             "hit-rate-at-k": plots.hit_rate_curves(lib),
             "top1-per-class": plots.per_class_bars(lib, metric="hit_rate", k=1),

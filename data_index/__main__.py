@@ -26,6 +26,12 @@ from data_index.query_match import file_sha1
 from data_index.store import DTYPES, POINTER, IndexMismatch, resolve_version
 from data_index.trusted_search import SearchReport, cached_copy_groups, trusted_search
 from data_index.validation import ValidationReport
+from data_index.variant_search import (
+    IN_SEARCH,
+    mirrored_query,
+    parse_search_variant,
+    prepare_beside,
+)
 from models import open_image
 
 EXIT_PROBLEMS = 1
@@ -259,6 +265,11 @@ def _print_report(report: SearchReport, *, as_json: bool) -> None:
             f"No close match: the nearest case ({report.nearest_similarity:.3f}) is less similar "
             f"than the threshold {report.similarity_threshold:.3f}, so the vote is no suggestion."
         )
+    elif report.hits and report.variant is not None:
+        print(
+            f"Ranked with the retrieval variant {report.variant}; likely diagnoses are "
+            "calibrated for the plain search only, so none are listed."
+        )
     elif report.hits:
         print(
             f"Likely diagnoses ({report.coverage:.0%} coverage on this library): "
@@ -298,6 +309,14 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise CommandError("-k must be at least 1.")
     if not 0 < args.coverage < 1:
         raise CommandError("--coverage must be between 0 and 1, e.g. 0.9.")
+    try:
+        variant_name = parse_search_variant(args.variant)
+    except ValueError as err:
+        raise CommandError(str(err)) from err
+    if variant_name is not None and args.text is not None:
+        raise CommandError("Retrieval variants rank photos: drop --variant for a text search.")
+    if variant_name is not None and args.metric != "cosine":
+        raise CommandError("Retrieval variants compare by cosine: drop --metric.")
     backbone = _load_backbone(index.key, device=args.device, runtime=args.runtime)
     exclude = args.exclude_case or ()
     groups = _copy_groups(index)
@@ -305,6 +324,15 @@ def cmd_search(args: argparse.Namespace) -> int:
         if not Path(args.image).is_file():
             raise CommandError(f"The query image {args.image} does not exist.")
         image = open_image(args.image)
+        variant, flipped = None, None
+        if variant_name is not None:
+            try:
+                variant = prepare_beside(
+                    args.index, index, name=variant_name, backbone=backbone, group_ids=groups
+                )
+            except ValueError as err:
+                raise CommandError(str(err)) from err
+            flipped = mirrored_query(backbone, image) if variant_name == "tta-flip" else None
         report = trusted_search(
             index,
             backbone.encode_images([image], normalize=False)[0],
@@ -315,6 +343,8 @@ def cmd_search(args: argparse.Namespace) -> int:
             query_sha1=file_sha1(args.image),
             exclude_case_ids=exclude,
             group_ids=groups,
+            variant=variant,
+            mirrored_vector=flipped,
         )
     else:
         if args.metric != "cosine":
@@ -464,6 +494,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     _runtime_option(p)
     p.add_argument("--json", action="store_true", help="hits, vote, prediction set, flags")
+    p.add_argument(
+        "--variant",
+        default=None,
+        help=f"rank with a retrieval variant: {', '.join(IN_SEARCH)} (fitted once per library "
+        "and kept beside the index; photos only)",
+    )
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("info", help="describe an index")

@@ -20,6 +20,7 @@ from PIL import Image
 
 from data_index.case_index import CaseIndex
 from data_index.library import CaseLibrary
+from data_index.variant_search import PreparedVariant, mirrored_query
 from models import Backbone
 
 QueryKind = Literal["photo", "case", "text"]
@@ -66,6 +67,7 @@ class BackboneRow:
     first_match: int | None  # rank of the first same-diagnosis hit
     embed_ms: float
     search_ms: float
+    variant: str | None = None  # the retrieval variant that ranked this row (None: plain)
 
     @property
     def ms(self) -> float:
@@ -87,6 +89,7 @@ class BackboneRow:
             "vote_count": self.vote_count,
             **({} if self.hit_at_k is None else {"hit_at_k": self.hit_at_k}),
             "ms": round(self.ms, 2),
+            "variant": self.variant,
         }
 
 
@@ -224,16 +227,32 @@ def _query_vector(index: CaseIndex, backbone: Backbone, query: CompareQuery):
 
 
 def compare_row(
-    index: CaseIndex, backbone: Backbone, query: CompareQuery, *, k: int
+    index: CaseIndex,
+    backbone: Backbone,
+    query: CompareQuery,
+    *,
+    k: int,
+    variant: PreparedVariant | None = None,
 ) -> BackboneRow:
-    """One backbone's row: its top-k by cosine, framed against the query's diagnosis."""
+    """One backbone's row: its top-k by cosine (or ranked by a retrieval ``variant`` prepared
+    for this index), framed against the query's diagnosis."""
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive whole number, not {k!r}.")
+    if variant is not None and query.kind == "text":
+        raise ValueError("Retrieval variants rank photos: compare a text prompt plainly.")
     started = time.perf_counter()
     vector, exclude = _query_vector(index, backbone, query)
+    flipped, row = None, None
+    if variant is not None and variant.name == "tta-flip" and query.kind == "photo":
+        flipped = mirrored_query(backbone, query.image)
+    if query.kind == "case":
+        row = int(np.flatnonzero(index.cases["relpath"].to_numpy() == query.relpath)[0])
     embed_ms = 0.0 if query.kind == "case" else (time.perf_counter() - started) * 1000
     started = time.perf_counter()
-    found = index.search_vector(vector, k=k, exclude_case_ids=exclude)
+    if variant is None:
+        found = index.search_vector(vector, k=k, exclude_case_ids=exclude)
+    else:
+        found = variant.search(vector, k=k, exclude_case_ids=exclude, mirrored=flipped, row=row)
     search_ms = (time.perf_counter() - started) * 1000
     hits = []
     for hit in found:
@@ -265,6 +284,7 @@ def compare_row(
         first_match=first,
         embed_ms=embed_ms,
         search_ms=search_ms,
+        variant=variant.name if variant is not None else None,
     )
 
 

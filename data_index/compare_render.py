@@ -16,6 +16,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from data_index.compare import BackboneRow, ComparedHit, Comparison
+from data_index.variants import VARIANTS
 from models.base import open_image
 
 FRAME_RGB = {"match": (0, 158, 115), "mismatch": (213, 94, 0), "unknown": (150, 150, 150)}
@@ -120,7 +121,7 @@ def caption(hit: ComparedHit, *, hide_label: bool = False) -> str:
 
 def row_summary(row: BackboneRow, *, k: int, hide_label: bool = False) -> str:
     """'Vote: BA-impetigo (6 of 10) · hit at 10: yes, first at #1 · 41 ms'."""
-    parts = []
+    parts = [f"ranked with: {VARIANTS[row.variant].title}"] if row.variant else []
     if not hide_label and row.vote:
         parts.append(f"vote: {row.vote} ({row.vote_count} of {len(row.hits)})")
     if not hide_label and row.hit_at_k is not None:

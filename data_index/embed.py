@@ -63,10 +63,13 @@ def embed_paths(
     *,
     num_workers: int | None = None,
     progress: Progress | None = None,
+    on_batch: Callable[[list[int], np.ndarray], None] | None = None,
 ) -> tuple[np.ndarray, dict[int, str]]:
     """Raw (un-normalised) vectors for ``paths`` and ``{row: reason}`` for files that failed.
 
-    Failed rows are left as zeros; callers drop them using the returned reasons.
+    Failed rows are left as zeros; callers drop them using the returned reasons. ``on_batch``
+    sees each batch's rows and vectors as they come, so a caller can keep them even when a
+    later batch stops the run (a cancel raised from ``progress``).
     """
     paths = [str(p) for p in paths]
     raw = np.zeros((len(paths), 0), dtype=np.float32)
@@ -93,6 +96,8 @@ def embed_paths(
             if raw.shape[1] == 0:
                 raw = np.zeros((len(paths), out.shape[1]), dtype=np.float32)
             raw[rows] = out
+            if on_batch is not None:
+                on_batch(rows, out)
         done += len(rows) + len(failed)
         if progress is not None:
             progress(done, len(paths))
@@ -136,15 +141,25 @@ def embed_cases(
         if progress is not None:
             progress(min(total, offset + done), total)
 
-    new_raw, failed = embed_paths(
-        [cases["path"].iat[i] for i in first_rows],
-        backbone,
-        num_workers=num_workers,
-        progress=step,
-    )
-    fresh = {hashes[first_rows[j]]: new_raw[j] for j in range(len(first_rows)) if j not in failed}
-    if cache is not None and fresh:
-        cache.store(list(fresh), np.stack(list(fresh.values())))
+    fresh: dict[str, np.ndarray] = {}
+
+    def keep(rows: list[int], out: np.ndarray) -> None:
+        for j, vector in zip(rows, out, strict=True):
+            fresh[hashes[first_rows[j]]] = vector
+
+    try:
+        _, failed = embed_paths(
+            [cases["path"].iat[i] for i in first_rows],
+            backbone,
+            num_workers=num_workers,
+            progress=step,
+            on_batch=keep,
+        )
+    finally:
+        # Also when stopped part way (a cancel): what was embedded is cached, so a retry
+        # resumes from there instead of starting over.
+        if cache is not None and fresh:
+            cache.store(list(fresh), np.stack(list(fresh.values())))
     if progress is not None:
         progress(total, total)
     bad_hash = {hashes[first_rows[j]]: reason for j, reason in failed.items()}

@@ -32,10 +32,13 @@ from data_index.validation import (
     check_files,
     degenerate_warnings,
     is_image_name,
+    label_names,
 )
 
 MANIFEST_NAMES = ("manifest.csv", "manifest.parquet")
 OUTSIDE = "the path points outside the libraries this library may use; row left out"
+# A manifest column naming each label for people ("Melanoma" for mel); kept as metadata too.
+LABEL_NAME = "label_name"
 # Columns the library owns; any other manifest column is kept as metadata.
 CORE_COLUMNS = ("key", "path", "relpath", "label", "case_id", "split", "caption", "sha1")
 _OPTIONAL = ("case_id", "split", "caption")
@@ -126,6 +129,13 @@ class CaseLibrary:
     @property
     def labels(self) -> list[str]:
         return sorted(self.cases["label"].unique().tolist())
+
+    @property
+    def label_names(self) -> dict[str, str]:
+        """Display names of labels from the manifest's ``label_name`` column (may be empty)."""
+        if LABEL_NAME not in self.cases.columns:
+            return {}
+        return label_names(self.cases["label"].tolist(), self.cases[LABEL_NAME].tolist())[0]
 
     @property
     def metadata_columns(self) -> list[str]:
@@ -350,4 +360,7 @@ def _checked_cases(
     if len(cases):
         per_class = cases.groupby("label")["case_id"].nunique()
         report.warnings = degenerate_warnings({str(k): int(v) for k, v in per_class.items()})
+        if LABEL_NAME in cases.columns:
+            cases[LABEL_NAME] = _text(cases[LABEL_NAME])
+            report.warnings += label_names(cases["label"].tolist(), cases[LABEL_NAME].tolist())[1]
     return cases

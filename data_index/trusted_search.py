@@ -35,6 +35,7 @@ from data_index.trust import (
     threshold_at,
     vote_shares,
 )
+from data_index.variant_search import PreparedVariant
 from models import Backbone, open_image
 
 # What the "no close match" rule can and cannot tell, said wherever it is shown.
@@ -57,6 +58,7 @@ class SearchReport:
     nearest_similarity: float | None  # cosine of the nearest case left in
     similarity_threshold: float | None
     n_cases: int
+    variant: str | None = None  # the retrieval variant that ranked the hits (None: plain)
 
     @property
     def low_similarity(self) -> bool:
@@ -79,11 +81,14 @@ class SearchReport:
                     "label": h.label,
                     "score": h.score,
                     "case_id": h.case_id,
-                    "path": h.path,
+                    # Inside the library: the app sends this summary to browsers and API
+                    # callers, who never see a server path, and the CLI prints the same one.
+                    "path": str(h.metadata.get("relpath") or h.path),
                 }
                 for h in self.hits
             ],
             "metric": self.metric,
+            "variant": self.variant,
             "k": self.k,
             "vote": {
                 "label": top,
@@ -161,12 +166,25 @@ def trusted_search(
     group_ids: np.ndarray | None = None,
     calibration: ConformalVote | None = None,
     threshold: float | None = None,
+    variant: PreparedVariant | None = None,
+    mirrored_vector: np.ndarray | None = None,
+    query_row: int | None = None,
 ) -> SearchReport:
     """Search with ``vector`` (raw for Euclidean, any scale for cosine). A query photo
     (``query_image``/``query_sha1``) found in the library leaves out its case and copies.
-    ``calibration`` and ``threshold`` may come from a cache; else they are computed here."""
+    ``calibration`` and ``threshold`` may come from a cache; else they are computed here.
+
+    With a ``variant`` the hits are ranked in its space (tta-flip needs ``mirrored_vector``,
+    the query photo's mirror image, or ``query_row``, the library row it is). The prediction
+    set is calibrated on the plain search, so it is left empty then; the "no close match"
+    check stays the plain one, which asks whether anything in the library is close at all."""
     if not 0.0 < coverage < 1.0:
         raise ValueError(f"Coverage must be between 0 and 1 (e.g. 0.9), not {coverage!r}.")
+    if variant is not None and metric != "cosine":
+        raise ValueError(
+            "Retrieval variants compare photos by cosine similarity: switch the similarity to "
+            "cosine, or switch the variant off."
+        )
     exclude = {str(c) for c in exclude_case_ids}
     unit = _unit(np.asarray(vector, dtype=np.float32))
     found = None
@@ -181,8 +199,14 @@ def trusted_search(
         )
         if found is not None:
             exclude |= set(found.left_out)
-    hits = idx.search_vector(vector, k=k, exclude_case_ids=exclude, metric=metric)
-    nearest = idx.search_vector(unit, k=1, exclude_case_ids=exclude) if metric != "cosine" else hits
+    if variant is None:
+        hits = idx.search_vector(vector, k=k, exclude_case_ids=exclude, metric=metric)
+    else:
+        hits = variant.search(
+            unit, k=k, exclude_case_ids=exclude, mirrored=mirrored_vector, row=query_row
+        )
+    plain_hits = metric == "cosine" and variant is None
+    nearest = hits if plain_hits else idx.search_vector(unit, k=1, exclude_case_ids=exclude)
     calibration = calibration or vote_calibration(idx, k=k, metric=metric, group_ids=group_ids)
     classes = list(calibration.classes)
     codes = np.array([[classes.index(h.label) for h in hits]]) if hits else np.full((1, 1), -1)
@@ -196,12 +220,15 @@ def trusted_search(
         metric=metric,
         k=k,
         vote=vote,
-        prediction_set=calibration.labels(shares, coverage=coverage) if hits else [],
+        prediction_set=(
+            calibration.labels(shares, coverage=coverage) if hits and variant is None else []
+        ),
         coverage=coverage,
         query_in_library=found,
         nearest_similarity=float(nearest[0].score) if nearest else None,
         similarity_threshold=None if threshold is None or math.isnan(threshold) else threshold,
         n_cases=len(idx),
+        variant=variant.name if variant is not None else None,
     )
 
 

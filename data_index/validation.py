@@ -141,6 +141,25 @@ def degenerate_warnings(cases_per_class: dict[str, int]) -> list[str]:
     return out
 
 
+def label_names(labels: Sequence[str], names: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    """Display names from a manifest's ``label_name`` column: the first name given for each
+    label, and a warning for every label given more than one (rows disagree on what it is)."""
+    given: dict[str, list[str]] = {}
+    for label, name in zip(labels, names, strict=True):
+        name = " ".join(str(name).split())
+        if name and name not in given.setdefault(label, []):
+            given[label].append(name)
+    chosen = {label: found[0] for label, found in given.items() if found}
+    warnings = [
+        f"The label {label} has {len(found)} different names in the manifest's label_name "
+        f"column ({'; '.join(found[:4])}{'; ...' if len(found) > 4 else ''}): the first, "
+        f"{found[0]}, is shown. Give each label one name."
+        for label, found in sorted(given.items())
+        if len(found) > 1
+    ]
+    return chosen, warnings
+
+
 def check_file(path: Path, *, decode: bool = False) -> FileCheck:
     """Hash a file and check that it is an image: the header always, all pixels if ``decode``.
 

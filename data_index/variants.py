@@ -43,6 +43,9 @@ class Variant:
     needs: tuple[str, ...] = ()
     fitted: bool = False  # learns from labels: evaluate cross-fitted by case
     query_cost: str = ""  # extra work per query, in words
+    title: str = ""  # what the app calls it, in plain words
+    plain: str = ""  # one sentence a clinician understands
+    plain_cost: str = ""  # its extra work per query, for the app's page
 
 
 VARIANTS: dict[str, Variant] = {}
@@ -61,6 +64,9 @@ register_variant(
         "average each photo's embedding with its mirror image's (query and library)",
         needs=(MIRRORED_IMAGES,),
         query_cost="a second forward pass of the backbone per query",
+        title="Also search the mirror image",
+        plain="Each photo is also read flipped left to right, and the two readings are averaged.",
+        plain_cost="the model reads the photo a second time, mirrored",
     )
 )
 register_variant(
@@ -69,6 +75,9 @@ register_variant(
         "re-issue the query as the weighted mean of itself and its nearest cases",
         params={"k": 3, "alpha": 3.0},
         query_cost="a second search",
+        title="Widen the query with its nearest cases",
+        plain="The search is run again with the query blended with its three nearest cases.",
+        plain_cost="a second search",
     )
 )
 register_variant(
@@ -77,6 +86,9 @@ register_variant(
         "replace every library vector by the weighted mean of itself and its nearest cases",
         params={"k": 3, "alpha": 3.0},
         query_cost="none (the library is augmented once, off-line)",
+        title="Blend each library photo with its neighbours",
+        plain="Every library photo is blended with its three nearest cases before the search.",
+        plain_cost="none: the library is blended once, when first used",
     )
 )
 register_variant(
@@ -85,6 +97,9 @@ register_variant(
         "concatenate the normalised embeddings of several backbones (written fusion:a+b)",
         needs=(SEVERAL_BACKBONES,),
         query_cost="one forward pass per fused backbone",
+        title="Combine several backbones",
+        plain="The similarities of several backbones are averaged.",
+        plain_cost="every fused model reads the photo",
     )
 )
 register_variant(
@@ -94,6 +109,12 @@ register_variant(
         needs=(LABELS,),
         fitted=True,
         query_cost="one matrix product",
+        title="Adapt to this library's labels (LDA)",
+        plain=(
+            "Learns a projection from the library's diagnoses, so that cases with the same "
+            "diagnosis sit closer together."
+        ),
+        plain_cost="one small matrix product; the library is projected once, when first used",
     )
 )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -77,3 +78,47 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
             raise gr.Error(user_message(err), print_exception=False) from err
 
     return wrapper
+
+
+class PageMessages:
+    """The last error sentence of each (browser session, place), so an event can also show it
+    on the page beside the control that caused it, where it stays: gradio runs an event's
+    ``.failure`` callback without the exception, and a toast vanishes after a few seconds.
+    The event itself still fails, so API callers get the error as before."""
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str], str] = {}
+        self._guard = threading.Lock()
+
+    def guarded(self, fn: Callable[P, R], *, place: str) -> Callable[P, R]:
+        """``guarded(fn)`` that also keeps the sentence; ``fn`` takes a ``request`` argument."""
+        inner = guarded(fn)
+
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return inner(*args, **kwargs)
+            except gr.Error as err:
+                request = kwargs.get("request") or next(
+                    (a for a in args if isinstance(a, gr.Request)), None
+                )
+                with self._guard:
+                    self._last[(_session(request), place)] = str(err.message)
+                # The page shows it beside the control; a toast as well would only cover it.
+                raise gr.Error(err.message, visible=False, print_exception=False) from err
+
+        return wrapper
+
+    def shown(self, *, place: str, title: str) -> Callable[[gr.Request], str]:
+        """A ``.failure`` callback: the session's last sentence for ``place``, under ``title``."""
+
+        def show(request: gr.Request) -> str:
+            with self._guard:
+                message = self._last.pop((_session(request), place), "")
+            return f"**{title}** {message}".strip()
+
+        return show
+
+
+def _session(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "local"

@@ -5,19 +5,26 @@ from __future__ import annotations
 
 import base64
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import gradio as gr
 from PIL import Image
 
 import demo.handlers_search as hs
+import demo.index_notice as index_notice
 from data_index.query_match import file_sha1
 from demo.errors import log_unexpected, user_message
-from demo.state import AppState
+from demo.state import AppState, Cancelled
+from demo.stopping import StopFlags, run_stoppable, stoppable
 
 QUERY_MAX_PX = 1024
 # gradio spots a Progress default and hands each request its own tracker, so one is enough.
 PROGRESS = gr.Progress()
+SEARCHING = "search"  # the kind of work the Search tab's Cancel button stops
+
+
+def session_of(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "local"
 
 
 def preview_html(image: Image.Image | None) -> str:
@@ -75,6 +82,7 @@ class SearchHandlers:
     keyword arguments named after its inputs; each returns its outputs in wiring order."""
 
     state: AppState
+    flags: StopFlags = field(default_factory=StopFlags)
 
     def search(
         self,
@@ -88,25 +96,40 @@ class SearchHandlers:
         stated_label: str | None = None,
         case_relpath: str | None = None,
         prompt: str | None = None,
+        variant: str | None = None,
+        request: gr.Request | None = None,
         progress: gr.Progress = PROGRESS,
     ) -> tuple[list, str, list[dict], dict, dict]:
         """The Search button, and what every other search event ends in: results, summary, the
         hits kept for clicking, "search with this case" switched off (nothing is selected yet)
-        and, last, the machine-readable summary (the CLI's ``--json``); notes pop up as toasts."""
-        outcome = hs.run_search(
-            self.state,
-            library_path=library_path,
-            backbone_key=backbone_key,
-            mode=mode,
-            k=k,
-            metric=metric,
-            coverage=coverage,
-            photo=expand_photo(photo),
-            stated_label=stated_label,
-            case_relpath=case_relpath,
-            prompt=prompt,
-            progress=lambda f, m: progress(f, desc=m),
-        )
+        and, last, the machine-readable summary (the CLI's ``--json``); notes pop up as toasts.
+
+        A first search on a backbone builds the library's index; the tab's Cancel button stops
+        it through this session's stop flag, and the search then answers with the cancel."""
+
+        def work(flag):
+            return hs.run_search(
+                self.state,
+                library_path=library_path,
+                backbone_key=backbone_key,
+                mode=mode,
+                k=k,
+                metric=metric,
+                coverage=coverage,
+                photo=expand_photo(photo),
+                stated_label=stated_label,
+                case_relpath=case_relpath,
+                prompt=prompt,
+                variant=variant,
+                progress=stoppable(
+                    lambda f, m: progress(f, desc=m), flag, message=index_notice.CANCELLED_BUILD
+                ),
+            )
+
+        try:
+            outcome = run_stoppable(self.flags, session_of(request), SEARCHING, work)
+        except Cancelled as stopped:  # a result, not a failure: the page says what happened
+            return [], str(stopped), [], gr.update(interactive=False), None
         for note in outcome.notes:
             gr.Info(note, duration=8)
         return (
@@ -126,6 +149,8 @@ class SearchHandlers:
         similarity: str = "cosine",
         diagnosis: str | None = None,
         coverage: float | str = hs.DEFAULT_COVERAGE,
+        variant: str | None = None,
+        request: gr.Request | None = None,
         progress: gr.Progress = PROGRESS,
     ) -> tuple:
         """An upload (also the ``/search_photo`` API): keep the photo in the session and search
@@ -142,6 +167,8 @@ class SearchHandlers:
                 coverage=coverage,
                 photo=photo,
                 stated_label=diagnosis,
+                variant=variant,
+                request=request,
                 progress=progress,
             )
         except Exception as err:  # keep the photo: the user can fix the cause and press Search
@@ -161,6 +188,8 @@ class SearchHandlers:
         coverage: float | str,
         photo: Image.Image | None,
         stated_label: str | None,
+        variant: str | None = None,
+        request: gr.Request | None = None,
         progress: gr.Progress = PROGRESS,
     ) -> tuple:
         """A new diagnosis for the query photo re-frames its results; other queries wait."""
@@ -175,6 +204,8 @@ class SearchHandlers:
             coverage=coverage,
             photo=photo,
             stated_label=stated_label,
+            variant=variant,
+            request=request,
             progress=progress,
         )
 
@@ -187,6 +218,8 @@ class SearchHandlers:
         metric: str,
         coverage: float | str,
         evt: gr.SelectData,
+        variant: str | None = None,
+        request: gr.Request | None = None,
         progress: gr.Progress = PROGRESS,
     ) -> tuple:
         """A click in the examples strip searches with that library case."""
@@ -201,9 +234,11 @@ class SearchHandlers:
             metric=metric,
             coverage=coverage,
             case_relpath=case["relpath"],
+            variant=variant,
+            request=request,
             progress=progress,
         )
-        md = f"Query: **{case['label']}** · `{case['relpath']}`"
+        md = f"Query: **{case.get('label_shown') or case['label']}** · `{case['relpath']}`"
         return "case", case["relpath"], md, *found
 
     def submit_text(
@@ -214,6 +249,8 @@ class SearchHandlers:
         metric: str,
         coverage: float | str,
         prompt: str | None,
+        variant: str | None = None,
+        request: gr.Request | None = None,
         progress: gr.Progress = PROGRESS,
     ) -> tuple:
         """Enter in the prompt box searches by text."""
@@ -225,6 +262,8 @@ class SearchHandlers:
             metric=metric,
             coverage=coverage,
             prompt=prompt,
+            variant=variant,
+            request=request,
             progress=progress,
         )
         return "text", *found
@@ -237,6 +276,8 @@ class SearchHandlers:
         k: float,
         metric: str,
         coverage: float | str,
+        variant: str | None = None,
+        request: gr.Request | None = None,
         progress: gr.Progress = PROGRESS,
     ) -> tuple:
         """'Search with this case': the clicked result becomes the query."""
@@ -250,6 +291,8 @@ class SearchHandlers:
             metric=metric,
             coverage=coverage,
             case_relpath=relpath,
+            variant=variant,
+            request=request,
             progress=progress,
         )
         md = f"Query: library case `{relpath}`"

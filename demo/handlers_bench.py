@@ -17,8 +17,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from benchmarks import plots, runner
+from benchmarks.__main__ import RUNS_FOLDER
 from benchmarks.protocols import REGISTRY
-from benchmarks.records import read_records
+from benchmarks.records import read_records, read_variant_records
 from benchmarks.report_tables import latest_runs
 from data_index import cache_root
 from data_index.locations import REPO_ROOT, slug
@@ -30,6 +31,12 @@ RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 
 def app_results_dir() -> Path:
     return cache_root() / "benchmarks"
+
+
+def variant_record_folders() -> tuple[Path, ...]:
+    """Where variant records are looked for: the committed results, the app's runs and the
+    command line's default run folder (``python -m benchmarks run --variants``)."""
+    return (RESULTS_DIR, app_results_dir(), cache_root() / RUNS_FOLDER)
 
 
 def load_saved_records(*, folders: Sequence[Path] | None = None) -> pd.DataFrame:
@@ -272,6 +279,7 @@ def result_figures(
                 k=1,
                 protocol=protocol,
                 latency_key=latency or "embed_median_per_item_s",
+                variants=_library_variants(name),
             ),
             "No accuracy/latency records",
         ),
@@ -286,6 +294,13 @@ def result_figures(
         if title and name:
             figure.update_layout(title=f"{name}, {protocol}: {title}")
     return figures
+
+
+def _library_variants(name: str) -> pd.DataFrame | None:
+    found = read_variant_records(variant_record_folders())
+    if found.empty or not name:
+        return None
+    return found[found["library"] == name]
 
 
 def embedding_map(state: AppState, *, library_path: str | None, backbone: str | None) -> go.Figure:

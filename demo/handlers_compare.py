@@ -44,6 +44,8 @@ from data_index.compare_render import (
     query_html,
     row_html,
 )
+from data_index.trusted_search import cached_copy_groups
+from data_index.variant_search import parse_search_variant
 from demo.render import square_thumbnail
 from demo.state import AppState
 from models import get_spec
@@ -146,10 +148,14 @@ def compare_stream(
     query_image: Image.Image | str,
     k: int,
     hide_labels: bool = False,
+    variant: str | None = None,
 ) -> Iterator[tuple[list[str], str, Shown]]:
     """Yield (row slots as HTML, overlap markdown, what is shown) after every change: ready
     indexes first, then each missing one as its build finishes."""
     keys = parse_backbones(backbones)
+    variant = parse_search_variant(variant)
+    if variant is not None and query.kind == "text":
+        raise ValueError("Retrieval variants rank photos: pick the plain search to compare text.")
     library = state.library(library_path)
     ready = [key for key in keys if state.index_status(library_path, key).state == "ready"]
     later = [key for key in keys if key not in ready]
@@ -170,7 +176,11 @@ def compare_stream(
 
     def run_row(key: str, index) -> None:
         try:
-            done[key] = compare_row(index, state.backbone(key), query, k=k)
+            prepared = None
+            if variant is not None:
+                groups = cached_copy_groups(index, library)
+                prepared = state.variant(library_path, key, variant, groups=groups)
+            done[key] = compare_row(index, state.backbone(key), query, k=k, variant=prepared)
         except ValueError as err:
             shown.errors[key] = str(err)
             html[key] = message_html(key, str(err))

@@ -20,6 +20,7 @@ from data_index.hub import materialise, read_card
 from data_index.locations import slug
 from demo.arguments import text_argument, without_server_paths
 from demo.config import DEMO_CASES, DEMO_LIBRARY, library_display_name
+from demo.render import display_label
 from demo.state import AppState, Progress
 from models import get_spec, limits, list_specs
 from models.weights import availability
@@ -94,10 +95,15 @@ def terms_of_use(library: CaseLibrary) -> str:
 
 def class_counts(state: AppState, library_path: str | None) -> pd.DataFrame:
     if not library_path:
-        return pd.DataFrame(columns=["class", "images", "cases"])
-    cases = state.library(library_path).cases
-    table = cases.groupby("label").agg(images=("path", "size"), cases=("case_id", "nunique"))
-    return table.reset_index().rename(columns={"label": "class"})
+        return pd.DataFrame(columns=["class", "name", "images", "cases"])
+    library = state.library(library_path)
+    table = library.cases.groupby("label").agg(
+        images=("path", "size"), cases=("case_id", "nunique")
+    )
+    table = table.reset_index().rename(columns={"label": "class"})
+    names = library.label_names
+    table.insert(1, "name", [display_label(label, names) for label in table["class"]])
+    return table
 
 
 def validation_problems(state: AppState, library_path: str | None) -> pd.DataFrame:
@@ -304,9 +310,12 @@ def upload_library(
     try:
         staged = staging / kept.name
         shutil.copyfile(source, staged)
-        library, where = _load_staged(
-            state, staged, folder=staging, name=display, progress=progress
-        )
+        try:
+            library, where = _load_staged(
+                state, staged, folder=staging, name=display, progress=progress
+            )
+        except ValueError as err:  # name the file as the visitor sent it, not as it is kept
+            raise ValueError(str(err).replace(staged.name, source.name)) from err
         if len(library) == 0:
             report = library.report
             reasons = "; ".join(f"{p.item}: {p.reason}" for p in report.unreadable[:3])

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from data_index.library import LABEL_NAME
 from data_index.query_match import file_sha1
 from data_index.trust import DEFAULT_COVERAGE
 from data_index.trusted_search import (
@@ -24,6 +25,7 @@ from data_index.trusted_search import (
     trusted_search,
     vote_calibration,
 )
+from data_index.variant_search import mirrored_query, parse_search_variant
 from demo.arguments import without_server_paths
 from demo.render import (
     display_label,
@@ -35,6 +37,7 @@ from demo.render import (
 )
 from demo.state import AppState, Progress
 from demo.summary_search import format_summary
+from demo.variant_advice import used_variant, variant_note
 from models import get_spec, list_specs, open_image
 from models.weights import availability
 
@@ -181,16 +184,33 @@ def label_from_text(text: str, labels: list[str]) -> str | None:
 # --- examples strip ----------------------------------------------------------------------------
 def example_cases(state: AppState, library_path: str, *, per_class: int = 2) -> list[dict]:
     """A few cases of each class (the first in file order: reproducible) for the examples."""
-    cases = state.library(library_path).cases
-    picked = cases.groupby("label", sort=True, group_keys=False).head(per_class)
+    library = state.library(library_path)
+    names = library.label_names
+    picked = library.cases.groupby("label", sort=True, group_keys=False).head(per_class)
     return [
-        {"relpath": r.relpath, "path": r.path, "label": r.label, "case_id": r.case_id}
+        {
+            "relpath": r.relpath,
+            "path": r.path,
+            "label": r.label,
+            "label_shown": display_label(r.label, names),
+            "case_id": r.case_id,
+        }
         for r in picked.itertuples(index=False)
     ]
 
 
 def example_gallery(examples: list[dict]) -> list[tuple[Image.Image, str]]:
-    return [(square_thumbnail(e["path"], size=160), e["label"]) for e in examples]
+    return [
+        (square_thumbnail(e["path"], size=160), e.get("label_shown") or e["label"])
+        for e in examples
+    ]
+
+
+def label_choices(state: AppState, library_path: str) -> list[tuple[str, str]]:
+    """The diagnosis picker's choices: each label by its display name, sent as the label."""
+    library = state.library(library_path)
+    names = library.label_names
+    return [(display_label(label, names), label) for label in library.labels]
 
 
 # --- the search itself -------------------------------------------------------------------------
@@ -247,12 +267,20 @@ def run_search(
     stated_label: str | None = None,
     case_relpath: str | None = None,
     prompt: object = None,
+    variant: object = None,
     progress: Progress | None = None,
 ) -> SearchOutcome:
-    """Search the library for the nearest cases to a photo, a library case or a text prompt."""
+    """Search the library for the nearest cases to a photo, a library case or a text prompt,
+    ranked plainly or with a retrieval ``variant`` (photos and library cases only)."""
     if mode not in MODES:
         raise ValueError(f"Query mode must be one of {', '.join(MODES)}, not {mode!r}.")
     k, metric, coverage = parse_k(k), parse_metric(metric), parse_coverage(coverage)
+    variant_name = parse_search_variant(variant)
+    if variant_name is not None and metric != "cosine":
+        raise ValueError(
+            "Retrieval variants compare photos by cosine similarity: pick cosine similarity, "
+            "or the plain search."
+        )
     # Cheap input checks first: a bad upload should not wait for an index build.
     if mode == "text" and not text_box_state(backbone_key)[0]:
         raise ValueError(text_box_state(backbone_key)[1])  # the reason, not "prompt is empty"
@@ -270,12 +298,18 @@ def run_search(
     backbone = state.backbone(backbone_key)
     groups, calibration, threshold = _trust_inputs(state, library_path, idx, k=k, metric=metric)
     notes: list[str] = []
+    if variant_name is not None and mode == "text":
+        notes.append("Retrieval variants rank photos: this text search is the plain one.")
+        variant_name = None
+    prepared = used_variant(state, library_path, backbone_key, variant_name, groups, notes)
     exclude: tuple[str, ...] = ()
-    query_sha1 = None
+    query_sha1, flipped, query_row = None, None, None
     started = time.perf_counter()
     if mode == "photo":
         query_label = stated_label if stated_label in library.labels else None
         vector = backbone.encode_images([image], normalize=False)[0]
+        if variant_name == "tta-flip":
+            flipped = mirrored_query(backbone, image)
         if isinstance(photo, str | Path) and Path(photo).is_file():
             query_sha1 = file_sha1(photo)
         elif isinstance(photo, Image.Image):
@@ -284,7 +318,8 @@ def run_search(
         row = _case_row(idx.cases, case_relpath)
         query_label, exclude = str(row["label"]), (str(row["case_id"]),)
         query_sha1 = str(row["sha1"])
-        vector = idx.raw[idx.row_positions([int(row["key"])])[0]]
+        query_row = int(idx.row_positions([int(row["key"])])[0])
+        vector = idx.raw[query_row]
     else:
         query_label = label_from_text(text, library.labels)
         vector = backbone.encode_texts([text])[0]
@@ -303,10 +338,14 @@ def run_search(
         calibration=calibration,
         # Text and image vectors sit at other similarities: the photo threshold does not apply.
         threshold=threshold if mode != "text" else float("nan"),
+        variant=prepared,
+        mirrored_vector=flipped,
+        query_row=query_row,
     )
     search_ms = (time.perf_counter() - started) * 1000
     if len(report.hits) < k:
         notes.append(f"The library holds only {len(report.hits)} other case(s), fewer than k={k}.")
+    names = library.label_names
     gallery, records = [], []
     for hit in report.hits:
         verdict = verdict_for(query_label=query_label, hit_label=hit.label)
@@ -318,11 +357,13 @@ def run_search(
             "case_id": hit.case_id,
             "verdict": verdict,
         }
-        gallery.append((framed_thumbnail(hit.path, verdict=verdict), result_caption(**shown)))
+        caption = result_caption(**shown, names=names)
+        gallery.append((framed_thumbnail(hit.path, verdict=verdict), caption))
         records.append(
             {
                 "rank": hit.rank,
                 "label": hit.label,
+                "label_shown": display_label(hit.label, names),
                 "score": hit.score,
                 "case_id": hit.case_id,
                 "path": hit.path,
@@ -340,6 +381,8 @@ def run_search(
         embed_ms=embed_ms,
         search_ms=search_ms,
         backbone_name=backbone.spec.name,
+        variant_note=variant_note(library, backbone_key, variant_name),
+        names=names,
     )
     return SearchOutcome(
         gallery, summary, records, query_label, notes, embed_ms, search_ms, report.as_json()
@@ -366,15 +409,20 @@ def result_details(hits: list[dict], index: int | None) -> tuple[Image.Image, st
         if hit.get("metric") == "euclidean"
         else f"similarity {hit['score']:.3f} (1 = same direction)"
     )
+    image, size = large_view(hit["path"])
     rows = [
-        f"### #{hit['rank']} {display_label(hit['label'])}",
+        f"### #{hit['rank']} {hit.get('label_shown') or display_label(hit['label'])}",
         f"{mark} · {measure} · case {hit['case_id']}",
+        "",
+        size,
         "",
         "| field | value |",
         "|---|---|",
     ]
     for key, value in hit["metadata"].items():
-        if "sha1" in key or value in ("", None):
+        # The label's name is the heading already; hashes mean nothing to a reader.
+        if "sha1" in key or key == LABEL_NAME or value in ("", None):
             continue
-        rows.append(f"| {key} | {str(value).replace('|', '/')} |")
-    return large_view(hit["path"]), "\n".join(rows), hit["relpath"]
+        field = "file" if key == "relpath" else key
+        rows.append(f"| {field} | {str(value).replace('|', '/')} |")
+    return image, "\n".join(rows), hit["relpath"]

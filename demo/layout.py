@@ -21,7 +21,7 @@ from demo.state import AppState
 from demo.ui_bench import build_bench_tab
 from demo.ui_compare import build_compare_tab
 from demo.ui_library import build_library_tab
-from demo.ui_search import build_search_tab, library_updates
+from demo.ui_search import build_search_tab, library_updates, notice_updates
 
 TITLE = "dermsearch: find similar skin-lesion cases"
 CSS = """
@@ -47,6 +47,13 @@ CSS = """
 @media (max-width: 640px) {
   #results .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)) !important; }
 }
+/* The one progress bar of a first index build sits over the summary: hide the words under it. */
+#summary .wrap.translucent { background: var(--block-background-fill) !important; }
+/* Its own line says the time left; gradio's seconds counter would sit on top of the words. */
+#summary .meta-text, #summary .meta-text-center { display: none !important; }
+/* The selected case at its real size: never blown up past its pixels (a small photo stays
+   sharp), scaled down only when the box is smaller; full screen shows every pixel. */
+#detail-image img { object-fit: scale-down !important; }
 /* Duplicate strips are wide: show them whole rather than cropped to squares. */
 #library-audit .thumbnail-item, #library-duplicates .thumbnail-item { aspect-ratio: 5 / 2; }
 """
@@ -176,6 +183,21 @@ def build_demo(config: AppConfig, *, state: AppState | None = None) -> gr.Blocks
             [library],
             [*bench_outputs, *search_outputs, *library_outputs],
             api_name=False,
+        )
+
+        # Variant records a run wrote since start-up count from the next page load on.
+        demo.load(
+            guarded(search.variant_handlers.box_update),
+            inputs_kwargs={"library_path": library, "backbone_key": search.backbone},
+            outputs=list(search.variant_boxes),
+            api_name=False,
+        )
+        demo.load(
+            guarded(lambda path, key: notice_updates(state, path, key)),
+            [library, search.backbone],
+            search.notice_outputs(),
+            api_name=False,
+            show_progress="hidden",
         )
 
         def end_session(request: gr.Request):

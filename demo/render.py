@@ -40,7 +40,9 @@ LEGEND = (
     f"<span style='color:{_hex(UNKNOWN_RGB)}'>■</span> grey: the query's diagnosis is not given."
 )
 THUMB_PX = 256
-LARGE_PX = 720
+# The enlarged view sends a photo's own pixels; only past a 12-megapixel phone photo's long
+# side is it scaled down (the page could not show more, and the transfer would be huge).
+LARGE_PX = 4096
 
 
 def verdict_for(*, query_label: str | None, hit_label: str) -> Verdict:
@@ -132,11 +134,20 @@ def framed_thumbnail(
     return card
 
 
-def large_view(source: Image.Image | str | Path, *, max_px: int = LARGE_PX) -> Image.Image:
-    """The whole image, upright, scaled down to at most ``max_px`` on its long side."""
+def large_view(
+    source: Image.Image | str | Path, *, max_px: int = LARGE_PX
+) -> tuple[Image.Image, str]:
+    """The whole image, upright, at its real resolution (scaled down only past ``max_px`` on
+    its long side), and a line saying which size is shown."""
     image = open_image(source)
+    width, height = image.size
+    if max(width, height) <= max_px:
+        return image, f"Shown at its full resolution, {width} × {height} px."
     image.thumbnail((max_px, max_px), Image.Resampling.LANCZOS)
-    return image
+    return image, (
+        f"Shown at {image.width} × {image.height} px of its {width} × {height} px (the full "
+        "photo is larger than any screen)."
+    )
 
 
 def short_case_id(case_id: str) -> str:
@@ -173,10 +184,17 @@ def display_label(label: str | None, names: dict[str, str] | None = None) -> str
 
 
 def result_caption(
-    *, rank: int, label: str, score: float, metric: str, case_id: str, verdict: Verdict
+    *,
+    rank: int,
+    label: str,
+    score: float,
+    metric: str,
+    case_id: str,
+    verdict: Verdict,
+    names: dict[str, str] | None = None,
 ) -> str:
     """'#1 ✓ same · Impetigo (bacterial) · similarity 0.87 · case-id': text under the tile
     (selectable and zoomable on a phone), with the verdict in words as well as in colour."""
     measure = f"similarity {score:.2f}" if metric == "cosine" else f"distance {score:.2f}"
     mark = f"{CAPTION_MARK[verdict]} {VERDICT_CAPTION[verdict]} · " if verdict != "unknown" else ""
-    return f"#{rank} {mark}{display_label(label)} · {measure} · {case_id}"
+    return f"#{rank} {mark}{display_label(label, names)} · {measure} · {case_id}"

@@ -8,12 +8,19 @@ load instead of doing it again, while unrelated loads go ahead in parallel.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from data_index import CaseIndex, CaseLibrary, IndexMismatch, default_index_dir
 from data_index.bundle import bundle_index_dir, is_bundle
+from data_index.variant_search import (
+    PreparedVariant,
+    mirrored_library,
+    prepare_variant,
+    variant_folder,
+)
 from demo.catalog import LibraryCatalog
 from models import Backbone, availability, get_spec, load_backbone
 
@@ -23,6 +30,41 @@ Progress = Callable[[float, str], None]
 
 class Cancelled(RuntimeError):
     """The user pressed Cancel; raised from a progress callback to stop long work."""
+
+
+def time_left(seconds: float) -> str:
+    """'about 40 s left', 'about 3 min left': an estimate, so rounded."""
+    if seconds < 60:
+        return f"about {max(5, 5 * round(seconds / 5)):.0f} s left"
+    return f"about {round(seconds / 60):.0f} min left"
+
+
+def build_progress(
+    progress: Progress, *, backbone_name: str, clock: Callable[[], float] = time.monotonic
+) -> Callable[[int, int], None]:
+    """An index build's ``(done, total)`` as one line with the count and the time left.
+
+    The rate is measured from the first report: images already in the embedding cache (a
+    build resumed after a cancel) are counted as done but do not make the estimate optimistic.
+    """
+    first: list[tuple[float, int]] = []
+    head = f"Building this library's index once for {backbone_name}"
+
+    def step(done: int, total: int) -> None:
+        now = clock()
+        if not first:
+            first.append((now, done))
+        started, done_then = first[0]
+        count = f"{done} / {total} images"
+        if done >= total:
+            tail = "saving the index"
+        elif done > done_then and now > started:
+            tail = time_left((total - done) * (now - started) / (done - done_then))
+        else:
+            tail = "estimating the time left"
+        progress(done / max(total, 1), f"{head}: {count}, {tail}")
+
+    return step
 
 
 @dataclass(frozen=True)
@@ -136,6 +178,14 @@ class AppState:
             return IndexStatus("stale", len(idx), created, "the library changed since the build")
         return IndexStatus("ready", len(idx), created, f"{len(idx)} cases")
 
+    def index_ready(self, library_path: str, backbone_key: str) -> IndexStatus:
+        """The index's status, answered from memory when this process already holds it."""
+        library = self.library(library_path)
+        cached = self._indexes.get((self.resolve(library_path), get_spec(backbone_key).key))
+        if cached is not None and cached.fingerprint == library.fingerprint:
+            return IndexStatus("ready", len(cached), "", f"{len(cached)} cases")
+        return self.index_status(library_path, backbone_key)
+
     def index(
         self,
         library_path: str,
@@ -153,7 +203,17 @@ class AppState:
         resolved = self.resolve(library_path)
         spec = get_spec(backbone_key)
         cache_key = (resolved, spec.key)
-        with self._lock("index", *cache_key):
+        lock = self._lock("index", *cache_key)
+        # One build per index: a second search for it waits for the first and reuses its result.
+        if not lock.acquire(blocking=False):
+            if progress is not None:
+                progress(
+                    0.0,
+                    f"Another search is building this library's index for {spec.name}; it is "
+                    "built only once, so this search waits for it",
+                )
+            lock.acquire()
+        try:
             cached = self._indexes.get(cache_key)
             if cached is not None and cached.fingerprint == library.fingerprint:
                 return cached
@@ -161,15 +221,16 @@ class AppState:
             idx = self._load_or_build(library, backbone, progress=progress, update=update)
             self._indexes[cache_key] = idx
             return idx
+        finally:
+            lock.release()
 
     def _load_or_build(
         self, library: CaseLibrary, backbone: Backbone, *, progress: Progress | None, update: bool
     ) -> CaseIndex:
         folder = index_dir(library, backbone.key)
-
-        def step(done: int, total: int) -> None:
-            if progress is not None:
-                progress(done / max(total, 1), f"embedding {done}/{total} images")
+        step = None
+        if progress is not None:
+            step = build_progress(progress, backbone_name=backbone.spec.name)
 
         idx = None
         if is_bundle(library.root) and folder.is_relative_to(library.root):
@@ -214,6 +275,28 @@ class AppState:
         idx.sync(library, backbone, num_workers=self.num_workers, progress=step)
         idx.save(folder)
         return idx
+
+    def variant(
+        self, library_path: str, backbone_key: str, name: str, *, groups=None
+    ) -> PreparedVariant:
+        """A retrieval variant ready to search the index of a library under a backbone: its
+        fitted files beside the index are loaded, or fitted and saved when the library changed
+        (``data_index.variant_search``); kept in memory per index version."""
+        library = self.library(library_path)
+        idx = self.index(library_path, backbone_key)
+        key = ("variant", self.resolve(library_path), idx.key, name, library.fingerprint,
+               len(idx), id(idx), groups is not None)  # fmt: skip
+        folder = variant_folder(default_index_dir(library.name, idx.key))
+        return self.memo(
+            key,
+            lambda: prepare_variant(
+                idx,
+                name,
+                folder=folder,
+                group_ids=groups,
+                mirrored_library=mirrored_library(self.backbone(idx.key), idx),
+            ),
+        )
 
     def forget_indexes(self, library_path: str) -> None:
         """Drop cached indexes of a library (after its files changed on disk)."""

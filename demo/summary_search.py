@@ -21,12 +21,15 @@ def _in_library(report: SearchReport, *, query_kind: str) -> list[str]:
     return [found.sentence()]
 
 
-def _suggestion(report: SearchReport, *, query_kind: str) -> list[str]:
+def _suggestion(
+    report: SearchReport, *, query_kind: str, names: dict[str, str] | None
+) -> list[str]:
     labels = [h.label for h in report.hits]
     top = report.vote_label
     vote = (
         f"Most similar cases: **{labels.count(top)} of {len(labels)} are "
-        f"{display_label(top)}** (closer cases count more: {report.vote[top]:.0%} of the vote)."
+        f"{display_label(top, names)}** (closer cases count more: {report.vote[top]:.0%} of "
+        "the vote)."
     )
     if report.low_similarity:
         reach = 100 - LOW_SIMILARITY_PERCENTILE
@@ -41,9 +44,9 @@ def _suggestion(report: SearchReport, *, query_kind: str) -> list[str]:
         ]
     lines = []
     if query_kind != "text" and report.prediction_set:
-        names = ", ".join(display_label(label) for label in report.prediction_set)
+        likely = ", ".join(display_label(label, names) for label in report.prediction_set)
         lines += [
-            f"**Likely diagnoses ({report.coverage:.0%} coverage on this library): {names}**",
+            f"**Likely diagnoses ({report.coverage:.0%} coverage on this library): {likely}**",
             f"<small>Lists made this way held the true diagnosis for {report.coverage:.0%} or "
             "more of this library's own photos, each searched with its own case left out. "
             "Longer lists mean the cases disagree.</small>",
@@ -52,12 +55,16 @@ def _suggestion(report: SearchReport, *, query_kind: str) -> list[str]:
 
 
 def _diagnosis(
-    report: SearchReport, *, query_label: str | None, stated_label: str | None
+    report: SearchReport,
+    *,
+    query_label: str | None,
+    stated_label: str | None,
+    names: dict[str, str] | None,
 ) -> list[str]:
     n = len(report.hits)
     if query_label:
         ranks = [h.rank for h in report.hits if h.label == query_label]
-        name = display_label(query_label)
+        name = display_label(query_label, names)
         if ranks:
             return [
                 f"✓ The query's diagnosis, *{name}*, is among the results: first at rank "
@@ -81,16 +88,21 @@ def format_summary(
     embed_ms: float,
     search_ms: float,
     backbone_name: str,
+    variant_note: str | None = None,
+    names: dict[str, str] | None = None,
 ) -> str:
     """Markdown: the query's own photo left out, "no close match" or the likely diagnoses, the
-    vote, whether the query's diagnosis came back, and the timings."""
+    vote, whether the query's diagnosis came back, and the timings; labels go by the library's
+    display ``names`` where it gives them."""
     lines = _in_library(report, query_kind=query_kind)
+    if variant_note:
+        lines.append(variant_note)
     if not report.hits:
         return "\n\n".join(
             [*lines, "No cases came back: the library has no other cases to compare with."]
         )
-    lines += _suggestion(report, query_kind=query_kind)
-    lines += _diagnosis(report, query_label=query_label, stated_label=stated_label)
+    lines += _suggestion(report, query_kind=query_kind, names=names)
+    lines += _diagnosis(report, query_label=query_label, stated_label=stated_label, names=names)
     how = (
         "cosine similarity (1 = same direction, 0 = unrelated)"
         if report.metric == "cosine"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import gradio as gr
@@ -11,21 +10,10 @@ import pandas as pd
 import demo.handlers_bench as hb
 from demo.errors import guarded
 from demo.state import AppState
+from demo.stopping import StopFlags, run_stoppable
 
 PROGRESS = gr.Progress()
-
-
-class StopFlags:
-    """One cancel flag per browser session: the Cancel button sets it, the run's progress
-    callback sees it and stops between batches (gradio's own cancel only stops the UI wait)."""
-
-    def __init__(self) -> None:
-        self._flags: dict[str, threading.Event] = {}
-        self._guard = threading.Lock()
-
-    def get(self, session: str) -> threading.Event:
-        with self._guard:
-            return self._flags.setdefault(session, threading.Event())
+BENCHMARK = "benchmark"  # the kind of work this tab's Cancel button stops
 
 
 def _session(request: gr.Request | None) -> str:
@@ -122,16 +110,17 @@ def build_bench_tab(
     )
 
     def run(lib, keys, proto, request: gr.Request, progress=PROGRESS):
-        flag = flags.get(_session(request))
-        flag.clear()
-        frame, path = hb.run_benchmark(
-            state,
-            library_path=lib,
-            backbones=keys or [],
-            protocol=proto,
-            progress=lambda f, m: progress(f, desc=m),
-            should_stop=flag.is_set,
-        )
+        def work(flag):
+            return hb.run_benchmark(
+                state,
+                library_path=lib,
+                backbones=keys or [],
+                protocol=proto,
+                progress=lambda f, m: progress(f, desc=m),
+                should_stop=flag.is_set,
+            )
+
+        frame, path = run_stoppable(flags, _session(request), BENCHMARK, work)
         note = f"Done: {len(frame)} records saved to `{path.name}`."
         for reason in hb.skipped_reasons(frame):
             gr.Warning(f"Skipped {reason}")
@@ -148,7 +137,7 @@ def build_bench_tab(
     )
 
     def cancel(request: gr.Request):
-        flags.get(_session(request)).set()
+        flags.stop(_session(request), BENCHMARK)
         return "Cancelled: the run stops after the current batch; saved results are unchanged."
 
     cancel_btn.click(guarded(cancel), None, status, cancels=[run_event], api_name=False)

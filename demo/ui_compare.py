@@ -8,8 +8,10 @@ import gradio as gr
 
 import demo.handlers_compare as hc
 import demo.handlers_search as hs
+import demo.variant_advice as va
 from data_index.compare import MAX_BACKBONES
 from data_index.compare_render import ROW_CSS
+from demo.arguments import checked_by_handler
 from demo.errors import guarded, log_unexpected, user_message
 from demo.state import AppState
 from models import get_spec
@@ -35,7 +37,18 @@ class CompareEvents:
         self.state = state
 
     def compare_query(
-        self, *, library_path, backbones, mode, photo, stated_label, case_relpath, prompt, k, hide
+        self,
+        *,
+        library_path,
+        backbones,
+        mode,
+        photo,
+        stated_label,
+        case_relpath,
+        prompt,
+        k,
+        hide,
+        variant=None,
     ):
         try:
             query, picture = hc.build_query(
@@ -55,6 +68,7 @@ class CompareEvents:
                 query_image=picture,
                 k=hs.parse_k(k),
                 hide_labels=bool(hide),
+                variant=variant,
             ):
                 slots = [gr.HTML(row, visible=bool(row)) for row in rows]
                 yield (*slots, overlap, hc.query_line(shown), shown)
@@ -63,6 +77,14 @@ class CompareEvents:
         except Exception as err:
             log_unexpected(err, handler=hc.compare_stream)
             raise gr.Error(user_message(err), print_exception=False) from err
+
+    def variant_info(self, *, library_path, backbones, variant):
+        """What the chosen variant does and what was measured of it for each ticked backbone."""
+        return va.compare_variant_markdown(
+            self.state.library(library_path) if library_path else None,
+            list(backbones or []),
+            variant,
+        )
 
     def redraw_rows(self, *, shown, hide):
         rows, overlap = hc.redraw(shown, hide_labels=bool(hide))
@@ -167,6 +189,14 @@ def build_compare_tab(state: AppState, *, library: gr.Dropdown, runnable: list) 
                 label="Teaching mode: hide the diagnoses (untick to reveal)",
                 elem_id="cmp-hide",
             )
+            variant = gr.Radio(
+                choices=va.compare_variant_choices(),
+                value=va.PLAIN,
+                label="Retrieval variant for every backbone (off by default)",
+                elem_id="cmp-variant",
+            )
+            checked_by_handler(variant)
+            variant_md = gr.Markdown("", elem_id="cmp-variant-info")
             run_btn = gr.Button("Compare", variant="primary", elem_id="cmp-run")
     query_md = gr.HTML("", elem_id="cmp-query")
     slots = [gr.HTML("", elem_id=f"cmp-row-{i}") for i in range(MAX_BACKBONES)]
@@ -198,6 +228,7 @@ def build_compare_tab(state: AppState, *, library: gr.Dropdown, runnable: list) 
         "prompt": prompt,
         "k": k,
         "hide": hide,
+        "variant": variant,
     }
     outputs = [*slots, overlap, query_md, shown]
     run_btn.click(
@@ -207,6 +238,13 @@ def build_compare_tab(state: AppState, *, library: gr.Dropdown, runnable: list) 
         api_name="compare",
         concurrency_limit=2,
     )
+    for setting in (variant, backbones, library):
+        setting.change(
+            guarded(events.variant_info),
+            inputs_kwargs={"library_path": library, "backbones": backbones, "variant": variant},
+            outputs=[variant_md],
+            api_name=False,
+        )
     hide.change(
         guarded(events.redraw_rows),
         inputs_kwargs={"shown": shown, "hide": hide},

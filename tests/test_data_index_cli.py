@@ -87,6 +87,8 @@ def test_search_json_gives_hits_vote_prediction_set_and_flags(workspace, capsys,
     report = json.loads(stdout)
     assert report["query_in_library"] == "blue-checks/blue-checks-1.jpg"
     assert [set(h) for h in report["hits"]] == [{"rank", "label", "score", "case_id", "path"}] * 3
+    # Paths inside the library: the app sends this same summary to browsers.
+    assert all(not Path(h["path"]).is_absolute() for h in report["hits"])
     assert report["query_in_library"] not in {h["case_id"] for h in report["hits"]}
     assert report["vote"]["label"] in {h["label"] for h in report["hits"]}
     assert report["prediction_set"]["coverage"] == 0.9
@@ -94,6 +96,26 @@ def test_search_json_gives_hits_vote_prediction_set_and_flags(workspace, capsys,
     flag = report["low_similarity"]
     assert flag["flag"] is (flag["nearest_similarity"] < flag["threshold"])
     assert 0 < flag["threshold"] <= 1
+
+
+def test_search_json_says_which_variant_ranked_the_hits(workspace, capsys):
+    lib, out = workspace / "lib", workspace / "idx-variant"
+    code, _, err = call(
+        capsys, "build", "--library", str(lib), "--backbone", "color-texture", "--out", str(out)
+    )
+    assert code == 0, err
+    query = str(lib / "green-dots" / "green-dots-0.jpg")
+    search = ["search", "--index", str(out), "--image", query, "-k", "3", "--json"]
+    code, stdout, err = call(capsys, *search, "--variant", "dba")
+    assert code == 0, err
+    report = json.loads(stdout)
+    assert report["variant"] == "dba" and len(report["hits"]) == 3
+    fitted = list((workspace / "idx-variant--variants" / "dba").iterdir())
+    assert [p.name for p in fitted] and (fitted[0] / "index.usearch").is_file()
+    code, stdout, _ = call(capsys, *search)
+    assert code == 0 and json.loads(stdout)["variant"] is None
+    code, _, err = call(capsys, *search, "--variant", "qe")
+    assert code == 2 and "adapter-lda, tta-flip, aqe, dba" in err
 
 
 def test_errors_exit_2_with_a_sentence_via_subprocess(workspace):

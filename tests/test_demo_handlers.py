@@ -105,6 +105,7 @@ def test_case_query_frames_results_by_diagnosis(env):
     assert "Likely diagnoses (90% coverage on this library): redspot" in out.summary
     assert "first at rank 1; 4 of 6 cases share it" in out.summary
     assert out.report["query_in_library"] == relpath
+    assert str(env["library"]) not in json.dumps(out.report)  # no server path for the browser
     # Colour patterns are easy: the four other red cases come first.
     assert [h["label"] for h in out.hits[:4]] == ["redspot"] * 4
 

@@ -137,3 +137,47 @@ def test_html_reads_offline_and_static_images_are_drawn(tmp_path):
     png, svg = write_static(fig, tmp_path / "curves")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "<svg" in svg.read_text(encoding="utf-8")[:500]
+
+
+def variant_record(variant: str, base: str, value: float, **extra) -> dict:
+    return {
+        "protocol": "variant",
+        "metric": "hit_rate",
+        "k": 1,
+        "variant": variant,
+        "base": base,
+        "value": value,
+        "gain": 0.05,
+        "gain_ci_low": 0.01,
+        "gain_ci_high": 0.09,
+        "search_ms_10k": 1.0,
+        "plain_search_ms_10k": 4.0,
+        **extra,
+    }
+
+
+def test_variant_points_are_linked_to_their_base_backbone_with_a_legend_in_words():
+    records = benchmark_records()
+    variants = [
+        variant_record("adapter-lda", "slow-best", 0.95),
+        variant_record("tta-flip", "fast-good", 0.7),
+        variant_record("fusion:fast-good+slow-best", "slow-best", 0.9),
+        variant_record("aqe", "not-drawn", 0.9),  # its base is not on the figure: left out
+    ]
+    fig = accuracy_vs_latency(records, variants=variants)
+    names = [t.name for t in fig.data if t.name]
+    assert "variant: Adapt to this library's labels (LDA)" in names
+    assert "variant: Also search the mirror image" in names
+    assert "variant: Combine several backbones" in names
+    assert not any("Widen the query" in n for n in names)
+    assert "dotted line: a variant and its plain backbone" in names
+    links = [t for t in fig.data if t.mode == "lines" and t.showlegend is False]
+    assert len(links) == 3
+    base = {t.text[i]: (t.x[i], t.y[i]) for t in fig.data[:4] for i in range(len(t.x))}
+    lda = next(t for t in links if t.y[1] == 0.95)
+    assert (lda.x[0], lda.y[0]) == base["slow-best"]
+    assert lda.x[1] == pytest.approx(base["slow-best"][0] - 3.0)  # searches 3 ms faster
+    flip = next(t for t in links if t.y[1] == 0.7)
+    assert flip.x[1] == pytest.approx(2 * base["fast-good"][0])  # a second pass per photo
+    fused = next(t for t in links if t.y[1] == 0.9)
+    assert fused.x[1] == pytest.approx(base["slow-best"][0] + base["fast-good"][0])

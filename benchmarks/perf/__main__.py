@@ -16,6 +16,7 @@ SCRIPTS: tuple[str, ...] = (
     "audit",
     "audit_scale",
     "backbones",
+    "million",
     "pointing_game",
     "runtimes",
     "search",
