@@ -228,6 +228,7 @@ def test_vectors_reach_a_crop_the_windows_miss(tmp_path):
         corner_candidates_per_image=0,
         colour_candidates_per_image=0,
         zoom_candidates_per_image=0,
+        vote_candidates_per_image=0,
         min_candidate_score=1.01,  # no window proposes anything: only the vectors can
     )
     assert find_duplicate_groups(paths, settings=settings).groups == []
@@ -246,7 +247,10 @@ def test_colour_neighbours_reach_a_copy_turned_by_a_free_angle(tmp_path):
         _save(turned, tmp_path / "turned.jpg"),
     ]
     colour_only = MatchSettings(
-        candidates_per_image=0, corner_candidates_per_image=0, zoom_candidates_per_image=0
+        candidates_per_image=0,
+        corner_candidates_per_image=0,
+        zoom_candidates_per_image=0,
+        vote_candidates_per_image=0,
     )
     assert find_duplicate_groups(paths, settings=colour_only).groups == [[0, 7]]
     nothing = MatchSettings(
@@ -254,6 +258,7 @@ def test_colour_neighbours_reach_a_copy_turned_by_a_free_angle(tmp_path):
         corner_candidates_per_image=0,
         colour_candidates_per_image=0,
         zoom_candidates_per_image=0,
+        vote_candidates_per_image=0,
     )
     assert find_duplicate_groups(paths, settings=nothing).groups == []
 

@@ -14,6 +14,7 @@ SCRIPTS: tuple[str, ...] = (
     "app_latency",
     "app_load",
     "audit",
+    "audit_scale",
     "backbones",
     "million",
     "pointing_game",

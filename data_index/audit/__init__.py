@@ -7,7 +7,9 @@ fingerprint and the audit's settings.
 
 - ``core``: the method; ``find_duplicate_groups`` within one library, ``find_cross_duplicates``
   between two sets of images.
-- ``features``, ``match``: per-image signatures, candidate search and the geometric check.
+- ``features``: per-image signatures; ``match``: the geometric check of a pair.
+- ``candidates``, ``votes``: the candidate pairs, from usearch searches over the signatures
+  (window, corner, zoom and colour neighbours; keypoint votes), never all pairs.
 - ``report``: what an audit returns (groups, label conflicts, the evidence for each pair).
 - ``cache``: ``audit_library``, the cached audit of a library.
 - ``groups``: duplicate-group id arrays joined with cases (for splits and query counts).

@@ -14,7 +14,11 @@ Method, in two stages:
    low frequencies barely move under that, resizing, JPEG or mild colour changes. A corner
    score (each image's corner windows against same-size windows of the other) catches
    shifted copies and two crops of one photo. Each image's best few partners by each score
-   are candidates, plus identical pixels and, optionally, caller-given embedding neighbours.
+   are candidates, plus its nearest by colour histogram, identical pixels, the images its
+   ORB descriptors vote for (zoomed re-shots of smooth photos, ``votes.py``) and,
+   optionally, caller-given embedding neighbours. None of these scores every pair: each is
+   a usearch search over the signatures (``candidates.py``), so the cost grows with
+   n log n rather than n squared.
 2. Confirmation. ORB keypoints (on the image and on its mirror: ORB is rotation- but not
    reflection-invariant) are matched with Lowe's ratio test, an affine map is fitted with
    RANSAC, and the pair is confirmed only if enough keypoints agree AND the grey images,
@@ -42,18 +46,16 @@ from pathlib import Path
 
 import numpy as np
 
-from data_index.audit.features import ImageSignature, signature_of_path, zoom_windows
+from data_index.audit.candidates import (
+    candidate_pairs,
+    corner_pair_scores,
+    neighbour_pairs,
+    window_pair_scores,
+)
+from data_index.audit.features import ImageSignature, signature_of_path
 from data_index.audit.groups import split_weak_groups
 from data_index.audit.masking import masked_signature
-from data_index.audit.match import (
-    MatchSettings,
-    PairEvidence,
-    candidate_pairs,
-    corner_scores,
-    neighbour_pairs,
-    verify_pair,
-    window_scores,
-)
+from data_index.audit.match import MatchSettings, PairEvidence, verify_pair
 from data_index.audit.overlays import content_mask, learn_overlay_cells
 from data_index.audit.report import (
     CrossDuplicate,
@@ -63,6 +65,7 @@ from data_index.audit.report import (
     group_ids_of,
     label_conflicts,
 )
+from data_index.audit.votes import keypoint_vote_pairs
 
 # progress(fraction_done, message): the call shape of gradio's gr.Progress and easy to print.
 Progress = Callable[[float, str], None]
@@ -112,28 +115,22 @@ def _verify(
     right: list[ImageSignature],
     settings: MatchSettings,
     progress: Progress | None,
+    voted: set[tuple[int, int]],
 ) -> list[tuple[int, int, PairEvidence]]:
     confirmed = []
     for done, (i, j, proper, mirror) in enumerate(candidates):
-        evidence = verify_pair(left[i], right[j], scores=(proper, mirror), settings=settings)
+        evidence = verify_pair(
+            left[i],
+            right[j],
+            scores=(proper, mirror),
+            settings=settings,
+            keypoints_voted=(i, j) in voted,
+        )
         if evidence is not None:
             confirmed.append((i, j, evidence))
         if progress is not None and (done % 50 == 0 or done == len(candidates) - 1):
             progress(0.7 + 0.3 * (done + 1) / len(candidates), "checking candidate pairs")
     return confirmed
-
-
-def _both_ways(
-    left: list[ImageSignature], right: list[ImageSignature]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Window and zoom-window scores of left against right, either image the crop."""
-    n = len(zoom_windows())
-    there, zoom_there = window_scores(left, right, zoom_windows=n)
-    back, zoom_back = window_scores(right, left, zoom_windows=n)
-    return (
-        np.maximum(there, back.transpose(1, 0, 2)),
-        np.maximum(zoom_there, zoom_back.transpose(1, 0, 2)),
-    )
 
 
 def _mask_overlays(
@@ -182,32 +179,30 @@ def find_duplicate_groups(
     readable = [i for i, s in enumerate(signatures) if s is not None]
     sigs, overlay = _mask_overlays([signatures[i] for i in readable], settings)
 
-    scores, zooms = window_scores(sigs, sigs, zoom_windows=len(zoom_windows()))
-    scores = np.maximum(scores, scores.transpose(1, 0, 2))  # the crop may sit on either side
-    zooms = np.maximum(zooms, zooms.transpose(1, 0, 2))
-    diagonal = np.arange(len(sigs))
-    scores[diagonal, diagonal] = -1.0
     if progress is not None:
-        progress(0.7, "scoring candidate pairs")
-    extra: list[tuple[int, int]] = []
+        progress(0.65, "searching candidate pairs")
+    scores, zooms = window_pair_scores(sigs)
+    extra: set[tuple[int, int]] = set()
     if vectors is not None:
         vecs = _check_vectors(vectors, len(paths), "vectors")[readable]
-        extra = neighbour_pairs(vecs, vecs, k=settings.candidates_per_image, symmetric=True)
-    colours = _colours(sigs)
-    k_colour = settings.colour_candidates_per_image
-    extra += neighbour_pairs(colours, colours, k=k_colour, symmetric=True)
+        extra |= neighbour_pairs(vecs, k=settings.candidates_per_image)
+    extra |= neighbour_pairs(_colours(sigs), k=settings.colour_candidates_per_image)
     # Identical pixels are copies whatever their texture (flat images have no keypoints).
     first_with: dict[str, int] = {}
     for i, sig in enumerate(sigs):
-        extra.append((first_with.setdefault(sig.pixel_sha1, i), i))
-    corners = corner_scores(sigs, sigs)
-    corners = np.maximum(corners, corners.transpose(1, 0, 2))
-    corners[diagonal, diagonal] = -1.0
-    zooms[diagonal, diagonal] = -1.0
+        extra.add((first_with.setdefault(sig.pixel_sha1, i), i))
+    voted = keypoint_vote_pairs(sigs, partners=settings.vote_candidates_per_image)
     candidates = candidate_pairs(
-        scores, settings=settings, symmetric=True, corners=corners, zooms=zooms, extra_pairs=extra
+        scores,
+        settings=settings,
+        same_set=True,
+        corners=corner_pair_scores(sigs),
+        zooms=zooms,
+        extra_pairs=extra | voted,
     )
-    confirmed = _verify(candidates, sigs, sigs, settings, progress)
+    if progress is not None:
+        progress(0.7, "checking candidate pairs")
+    confirmed = _verify(candidates, sigs, sigs, settings, progress, voted)
 
     def check(i: int, j: int) -> PairEvidence | None:
         return verify_pair(sigs[i], sigs[j], scores=(1.0, 0.0), settings=settings)
@@ -273,38 +268,34 @@ def find_cross_duplicates(
     )
     left, right = both[: len(query_rows)], both[len(query_rows) :]
 
-    scores, zooms = _both_ways(left, right)
     if progress is not None:
-        progress(0.7, "scoring candidate pairs")
-    extra: list[tuple[int, int]] = []
+        progress(0.65, "searching candidate pairs")
+    scores, zooms = window_pair_scores(left, right)
+    extra: set[tuple[int, int]] = set()
     if (index_vectors is None) != (query_vectors is None):
         raise ValueError("Give both index_vectors and query_vectors, or neither.")
     if index_vectors is not None and query_vectors is not None:
         iv = _check_vectors(index_vectors, len(index_paths), "index_vectors")[index_rows]
         qv = _check_vectors(query_vectors, len(query_paths), "query_vectors")[query_rows]
-        k = settings.candidates_per_image
-        extra = neighbour_pairs(qv, iv, k=k, symmetric=False)
-        extra += [(q, i) for i, q in neighbour_pairs(iv, qv, k=k, symmetric=False)]
-    left_colours, right_colours = _colours(left), _colours(right)
+        extra |= neighbour_pairs(qv, iv, k=settings.candidates_per_image)
     k_colour = settings.colour_candidates_per_image
-    extra += neighbour_pairs(left_colours, right_colours, k=k_colour, symmetric=False)
-    extra += [
-        (q, i) for i, q in neighbour_pairs(right_colours, left_colours, k=k_colour, symmetric=False)
-    ]
+    extra |= neighbour_pairs(_colours(left), _colours(right), k=k_colour)
     by_pixels: dict[str, list[int]] = {}
     for i, sig in enumerate(right):
         by_pixels.setdefault(sig.pixel_sha1, []).append(i)
-    extra += [(q, i) for q, sig in enumerate(left) for i in by_pixels.get(sig.pixel_sha1, [])]
-    corners = np.maximum(corner_scores(left, right), corner_scores(right, left).transpose(1, 0, 2))
+    extra |= {(q, i) for q, sig in enumerate(left) for i in by_pixels.get(sig.pixel_sha1, [])}
+    voted = keypoint_vote_pairs(left, right, partners=settings.vote_candidates_per_image)
     candidates = candidate_pairs(
         scores,
         settings=settings,
-        symmetric=False,
-        corners=corners,
+        same_set=False,
+        corners=corner_pair_scores(left, right),
         zooms=zooms,
-        extra_pairs=extra,
+        extra_pairs=extra | voted,
     )
-    confirmed = _verify(candidates, left, right, settings, progress)
+    if progress is not None:
+        progress(0.7, "checking candidate pairs")
+    confirmed = _verify(candidates, left, right, settings, progress, voted)
     confirmed = [(q, i, ev) for q, i, ev in confirmed if ev.level == "copy"]
     matches = [CrossDuplicate(query_rows[q], index_rows[i], ev) for q, i, ev in confirmed]
     conflicts = []

@@ -1,14 +1,14 @@
-"""Candidate search (window, corner and neighbour lists) and the geometric check of a pair."""
+"""Thresholds of the audit, the window score of one pair, and the geometric check of a pair."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from data_index.audit.features import ORB_FEATURES, ImageSignature, square_window_sets
+from data_index.audit.features import ORB_FEATURES, ImageSignature
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,8 @@ class MatchSettings:
     corner_candidates_per_image: int = 3  # best partners by corner windows (shifts, crop pairs)
     zoom_candidates_per_image: int = 4  # best partners by the zoom windows (re-shots)
     colour_candidates_per_image: int = 4  # best partners by colour histogram (free turns, fills)
+    # Best partners by keypoint votes (zoomed re-shots of smooth photos, see votes.py).
+    vote_candidates_per_image: int = 2
     min_candidate_score: float = 0.5  # window-vector cosine below which nothing is checked
     # RANSAC inliers of the affine fit: chance fits between different dermoscopy photos reached
     # 6 (with correlation up to 0.96), a stretched real copy 11.
@@ -109,108 +111,6 @@ def window_scores(
             zooms[start : start + chunk, :, 0] = by_zoom[:, :, _PROPER].max(axis=2)
             zooms[start : start + chunk, :, 1] = by_zoom[:, :, _MIRRORED].max(axis=2)
     return out, zooms
-
-
-def corner_scores(
-    rows: Sequence[ImageSignature], cols: Sequence[ImageSignature], *, chunk: int = 64
-) -> np.ndarray:
-    """(len(rows), len(cols), 2) best cosine of a row's corner window to any same-size window
-    of a column under the 8 flips/rotations, without and with a reflection."""
-    out = np.full((len(rows), len(cols), 2), -1.0, dtype=np.float32)
-    if not rows or not cols:
-        return out
-    n_windows = cols[0].window_vectors.shape[0] // 8
-    dim = cols[0].window_vectors.shape[1]
-    row_windows = np.stack([s.window_vectors for s in rows]).reshape(len(rows), 8, n_windows, dim)
-    col_windows = np.stack([s.window_vectors for s in cols]).reshape(len(cols), 8, n_windows, dim)
-    for same, corners in square_window_sets():
-        queries = np.ascontiguousarray(row_windows[:, 0, corners]).reshape(-1, dim)
-        targets = np.ascontiguousarray(col_windows[:, :, same]).reshape(-1, dim)
-        per = len(corners)
-        for start in range(0, len(rows), chunk):
-            block = queries[start * per : (start + chunk) * per] @ targets.T
-            block = block.reshape(-1, per, len(cols), 8, len(same)).max(axis=(1, 4))
-            part = out[start : start + chunk]
-            np.maximum(part[:, :, 0], block[:, :, _PROPER].max(axis=2), out=part[:, :, 0])
-            np.maximum(part[:, :, 1], block[:, :, _MIRRORED].max(axis=2), out=part[:, :, 1])
-    return out
-
-
-def _top_pairs(best: np.ndarray, *, k: int, floor: float, symmetric: bool) -> set[tuple[int, int]]:
-    found: set[tuple[int, int]] = set()
-    views = [(best, False)] if symmetric else [(best, False), (best.T, True)]
-    for matrix, transposed in views:
-        kk = min(k, matrix.shape[1])
-        if kk == 0 or matrix.shape[0] == 0:
-            continue
-        top = np.argpartition(-matrix, kk - 1, axis=1)[:, :kk]
-        for i, cols in enumerate(top):
-            for j in cols:
-                if matrix[i, j] >= floor:
-                    found.add((int(j), i) if transposed else (i, int(j)))
-    return found
-
-
-def candidate_pairs(
-    scores: np.ndarray,
-    *,
-    settings: MatchSettings,
-    symmetric: bool,
-    corners: np.ndarray | None = None,
-    zooms: np.ndarray | None = None,
-    extra_pairs: Iterable[tuple[int, int]] = (),
-) -> list[tuple[int, int, float, float]]:
-    """(row, col, proper score, mirrored score) to verify: each row's best columns by window
-    score and by corner score (for a non-square problem each column's best rows too), above
-    the floor, plus ``extra_pairs`` (e.g. embedding neighbours) whatever their score.
-
-    The scores only order the two parities tried in ``verify_pair``. Symmetric: row < col.
-    """
-    floor = settings.min_candidate_score
-    k = settings.candidates_per_image
-    by_window = _top_pairs(scores.max(axis=2), k=k, floor=floor, symmetric=symmetric)
-    others: set[tuple[int, int]] = {(int(i), int(j)) for i, j in extra_pairs}
-    if corners is not None:
-        # A separate short list, so corner matches never push whole-image matches out.
-        k_corner = settings.corner_candidates_per_image
-        others |= _top_pairs(corners.max(axis=2), k=k_corner, floor=floor, symmetric=symmetric)
-        corner_best = np.maximum(scores, corners)
-    else:
-        corner_best = scores
-    if zooms is not None:
-        # Zoomed re-shots score lower than crops: a short list of their own, too.
-        k_zoom = settings.zoom_candidates_per_image
-        others |= _top_pairs(zooms.max(axis=2), k=k_zoom, floor=floor, symmetric=symmetric)
-    if symmetric:
-        by_window = {(min(p), max(p)) for p in by_window if p[0] != p[1]}
-        others = {(min(p), max(p)) for p in others if p[0] != p[1]}
-    out = [(i, j, float(scores[i, j, 0]), float(scores[i, j, 1])) for i, j in by_window]
-    out += [(i, j, *map(float, corner_best[i, j])) for i, j in others - by_window]
-    return sorted(out)
-
-
-def neighbour_pairs(
-    rows: np.ndarray, cols: np.ndarray, *, k: int, symmetric: bool, chunk: int = 1024
-) -> list[tuple[int, int]]:
-    """Each row's k most similar columns by cosine of per-image vectors.
-
-    Used with colour histograms, and with a caller's backbone embeddings when it has them:
-    both reach copies the windows miss (free turns with filled corners, tight crops).
-    """
-    rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
-    cols = cols / np.maximum(np.linalg.norm(cols, axis=1, keepdims=True), 1e-12)
-    k = min(k, len(cols) - (1 if symmetric else 0))
-    pairs: list[tuple[int, int]] = []
-    if k <= 0:
-        return pairs
-    for start in range(0, len(rows), chunk):
-        sim = rows[start : start + chunk] @ cols.T
-        if symmetric:  # never one's own neighbour
-            block = np.arange(len(sim))
-            sim[block, block + start] = -np.inf
-        top = np.argpartition(-sim, k - 1, axis=1)[:, :k]
-        pairs.extend((start + i, int(j)) for i, js in enumerate(top) for j in js)
-    return pairs
 
 
 def _match_points(
@@ -307,18 +207,25 @@ def _homography(src: np.ndarray, dst: np.ndarray, settings: MatchSettings) -> np
 
 
 def _fit(
-    a: ImageSignature, b: ImageSignature, *, mirrored: bool, score: float, settings: MatchSettings
+    a: ImageSignature,
+    b: ImageSignature,
+    *,
+    mirrored: bool,
+    score: float,
+    settings: MatchSettings,
+    screen: bool = True,
 ) -> PairEvidence | None:
     """Match a's keypoints to b's (or to b mirrored), fit an affine map, test the alignment."""
-    # Most candidates are different photos: a look at the strongest keypoints settles those
-    # at a tenth of the cost of matching all of them.
-    _, _, _, screened = _affine(
-        a, b, mirrored=mirrored, limit=settings.screen_keypoints, settings=settings
-    )
-    # The strongest keypoints of a 2x zoom and of its source differ: a close window match
-    # skips the screen.
-    if screened.sum() < settings.screen_min_inliers and score < settings.screen_skip_score:
-        return None
+    # The strongest keypoints of a 2x zoom and of its source differ: a close window match,
+    # or keypoints that already voted for each other, skip the screen.
+    if screen and score < settings.screen_skip_score:
+        # Most candidates are different photos: a look at the strongest keypoints settles
+        # those at a tenth of the cost of matching all of them.
+        _, _, _, screened = _affine(
+            a, b, mirrored=mirrored, limit=settings.screen_keypoints, settings=settings
+        )
+        if screened.sum() < settings.screen_min_inliers:
+            return None
     affine, src, dst, inlier = _affine(
         a, b, mirrored=mirrored, limit=ORB_FEATURES, settings=settings
     )
@@ -366,10 +273,13 @@ def verify_pair(
     *,
     scores: tuple[float, float],
     settings: MatchSettings,
+    keypoints_voted: bool = False,
 ) -> PairEvidence | None:
     """Confirm that two signatures show one photo (up to flip, rotation, crop, zoom, colour).
 
-    ``scores`` are the window scores without and with a reflection.
+    ``scores`` are the window scores without and with a reflection. ``keypoints_voted``:
+    the two images' upright keypoints already found each other (``votes.py``), so the
+    upright fit skips the cheap screen that zoomed re-shots fail.
     """
     if a.pixel_sha1 == b.pixel_sha1:
         return PairEvidence("identical-pixels", 1.0, 0, 1.0, 1.0, False, 1.0)
@@ -379,7 +289,14 @@ def verify_pair(
     # turned by other angles, stretched or shifted.
     possible = None
     for mirrored in (mirror > proper, mirror <= proper):
-        evidence = _fit(a, b, mirrored=mirrored, score=max(proper, mirror), settings=settings)
+        evidence = _fit(
+            a,
+            b,
+            mirrored=mirrored,
+            score=max(proper, mirror),
+            settings=settings,
+            screen=mirrored or not keypoints_voted,
+        )
         if evidence is not None and evidence.level == "copy":
             return evidence
         possible = possible or evidence

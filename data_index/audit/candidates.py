@@ -1,0 +1,303 @@
+"""Window, zoom and corner scores of the pairs a usearch search finds, instead of all pairs.
+
+A pair's window score is the best cosine between one image as a whole and any window of the
+other under the 8 flips/rotations (see ``core``). Scoring every pair costs the square of the
+library. Here the whole-image vectors, under each flip/rotation, go into one usearch index,
+and every upright window of every image looks up its nearest ones: the cosine of a flipped
+whole image to a window is the cosine of the whole image to the flipped window (the flips
+and turns are signed permutations of the DCT block), so the hits are exactly the terms the
+full score maximises over, less those too far to be among a window's nearest. Corner scores
+work the same way, with each image's corner windows under every flip/rotation looking up the
+same-size upright windows of the others. Cost grows with n log n.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from usearch.index import Index
+
+from data_index.audit.features import ImageSignature, square_window_sets, zoom_windows
+
+# Order of the 8 variants in ImageSignature.window_vectors: identity, flip x, flip y, both,
+# then the transposes of those four. Reflections (determinant -1) are 1, 2, 4 and 7.
+MIRRORED_VARIANT = np.array([0, 1, 1, 0, 1, 0, 0, 1], dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """The usearch settings of the candidate search, pinned (defaults vary by release)."""
+
+    neighbours: int = 16  # nearest vectors per query window (8 of them may be one image)
+    connectivity: int = 16
+    expansion_add: int = 64
+    expansion_search: int = 64
+
+
+class PairScores:
+    """Best (upright, mirrored) cosine of each pair a search found; -1 for pairs not found.
+
+    Pairs are (row, col) of two image lists, or row < col within one list.
+    """
+
+    def __init__(
+        self, a: np.ndarray, b: np.ndarray, mirrored: np.ndarray, cosine: np.ndarray, *, n_cols: int
+    ):
+        self.n_cols = max(n_cols, 1)
+        code = a.astype(np.int64) * self.n_cols + b.astype(np.int64)
+        self.codes, inverse = np.unique(code, return_inverse=True)
+        self.values = np.full((len(self.codes), 2), -1.0, dtype=np.float32)
+        np.maximum.at(self.values, (inverse.reshape(-1), mirrored.astype(np.int64)), cosine)
+
+    def get(self, a: int, b: int) -> tuple[float, float]:
+        at = int(np.searchsorted(self.codes, a * self.n_cols + b))
+        if at < len(self.codes) and self.codes[at] == a * self.n_cols + b:
+            return float(self.values[at, 0]), float(self.values[at, 1])
+        return -1.0, -1.0
+
+    def top_pairs(self, *, k: int, floor: float, same_set: bool) -> set[tuple[int, int]]:
+        """Each image's ``k`` best-scoring partners at or above ``floor``, on either side."""
+        best = self.values.max(axis=1)
+        keep = best >= floor
+        rows, cols, best = (
+            self.codes[keep] // self.n_cols,
+            self.codes[keep] % self.n_cols,
+            best[keep],
+        )
+        if same_set:
+            picked = top_per_image(np.r_[rows, cols], np.r_[best, best], k) % max(len(rows), 1)
+        else:
+            picked = np.r_[top_per_image(rows, best, k), top_per_image(cols, best, k)]
+        return {(int(rows[p]), int(cols[p])) for p in picked}
+
+
+def top_per_image(image: np.ndarray, score: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` highest scores of each image (ties: first seen)."""
+    if len(image) == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.lexsort((-score, image))  # by image, best first
+    starts = np.r_[0, np.flatnonzero(np.diff(image[order])) + 1]
+    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    return order[rank < k]
+
+
+def _nearest(
+    stored: np.ndarray, queries: np.ndarray, settings: SearchSettings, *, count: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(keys, cosines) of each query's nearest stored rows; key -1 where fewer exist."""
+    if len(stored) == 0 or len(queries) == 0:
+        return np.zeros((len(queries), 0), np.int64), np.zeros((len(queries), 0), np.float32)
+    index = Index(
+        ndim=stored.shape[1],
+        metric="ip",  # the vectors are unit: inner product is the cosine
+        dtype="f32",
+        connectivity=settings.connectivity,
+        expansion_add=settings.expansion_add,
+        expansion_search=settings.expansion_search,
+    )
+    index.add(np.arange(len(stored), dtype=np.uint64), np.ascontiguousarray(stored))
+    count = settings.neighbours if count is None else count
+    found = index.search(np.ascontiguousarray(queries), min(count, len(stored)))
+    keys = np.asarray(found.keys).reshape(len(queries), -1).astype(np.int64)
+    keys[(keys < 0) | (keys >= len(stored))] = -1
+    cosine = 1.0 - np.asarray(found.distances, dtype=np.float32).reshape(len(queries), -1)
+    return keys, cosine
+
+
+def _hits(
+    stored_owner: np.ndarray,
+    stored_variant: np.ndarray,
+    query_owner: np.ndarray,
+    query_variant: np.ndarray,
+    keys: np.ndarray,
+    cosine: np.ndarray,
+    *,
+    same_set: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Flattened (query image, stored image, mirrored, cosine, query row) of every hit."""
+    query_row = np.repeat(np.arange(len(keys)), keys.shape[1])
+    key = keys.reshape(-1)
+    valid = key >= 0
+    q_img = query_owner[query_row]
+    s_img = np.where(valid, stored_owner[np.clip(key, 0, None)], -1)
+    if same_set:
+        valid &= q_img != s_img
+    # A reflection on one side and none on the other is a mirrored pair.
+    variants = stored_variant[np.clip(key, 0, None)] ^ query_variant[query_row]
+    return (
+        q_img[valid],
+        s_img[valid],
+        variants[valid],
+        cosine.reshape(-1)[valid],
+        query_row[valid],
+    )
+
+
+def _as_pairs(q, s, *, same_set: bool, query_is_row: bool) -> tuple[np.ndarray, np.ndarray]:
+    if same_set:
+        return np.minimum(q, s), np.maximum(q, s)
+    return (q, s) if query_is_row else (s, q)
+
+
+def _window_hits(stored_sigs, query_sigs, settings):
+    """Whole images (8 variants) stored, upright windows queried."""
+    n_windows = stored_sigs[0].window_vectors.shape[0] // 8
+    stored = np.concatenate([s.window_vectors[::n_windows] for s in stored_sigs])
+    stored_owner = np.repeat(np.arange(len(stored_sigs)), 8)
+    stored_variant = np.tile(MIRRORED_VARIANT, len(stored_sigs))
+    queries = np.concatenate([s.window_vectors[:n_windows] for s in query_sigs])
+    query_owner = np.repeat(np.arange(len(query_sigs)), n_windows)
+    keys, cosine = _nearest(stored, queries, settings)
+    zero = np.zeros(len(queries), dtype=np.int64)
+    return keys, cosine, stored_owner, stored_variant, query_owner, zero, n_windows
+
+
+def window_pair_scores(
+    rows: Sequence[ImageSignature],
+    cols: Sequence[ImageSignature] | None = None,
+    *,
+    settings: SearchSettings | None = None,
+) -> tuple[PairScores, PairScores]:
+    """Window scores and zoom-window scores of the pairs found, either image the crop;
+    ``cols=None`` pairs ``rows`` among themselves."""
+    settings = settings or SearchSettings()
+    same_set = cols is None
+    cols = rows if cols is None else cols
+    zoom = np.zeros(0, dtype=np.int64)
+    parts = []
+    directions = [(cols, rows, True)] if same_set else [(cols, rows, True), (rows, cols, False)]
+    for stored_sigs, query_sigs, query_is_row in directions:
+        if not stored_sigs or not query_sigs:
+            continue
+        keys, cosine, s_owner, s_var, q_owner, q_var, n_windows = _window_hits(
+            stored_sigs, query_sigs, settings
+        )
+        zoom = np.zeros(n_windows, dtype=bool)
+        zoom[zoom_windows()] = True
+        q, s, mirrored, cos, query_row = _hits(
+            s_owner, s_var, q_owner, q_var, keys, cosine, same_set=same_set
+        )
+        a, b = _as_pairs(q, s, same_set=same_set, query_is_row=query_is_row)
+        parts.append((a, b, mirrored, cos, zoom[query_row % n_windows]))
+    if not parts:
+        empty = np.zeros(0)
+        return (PairScores(empty, empty, empty, empty, n_cols=len(cols)),) * 2
+    a, b, mirrored, cos, is_zoom = (np.concatenate(x) for x in zip(*parts, strict=True))
+    windows = PairScores(a, b, mirrored, cos, n_cols=len(cols))
+    zooms = PairScores(a[is_zoom], b[is_zoom], mirrored[is_zoom], cos[is_zoom], n_cols=len(cols))
+    return windows, zooms
+
+
+def corner_pair_scores(
+    rows: Sequence[ImageSignature],
+    cols: Sequence[ImageSignature] | None = None,
+    *,
+    settings: SearchSettings | None = None,
+) -> PairScores:
+    """Corner scores of the pairs found: one image's corner window against same-size windows
+    of the other, under the 8 flips/rotations, either way round."""
+    settings = settings or SearchSettings()
+    same_set = cols is None
+    cols = rows if cols is None else cols
+    parts = []
+    directions = [(cols, rows, True)] if same_set else [(cols, rows, True), (rows, cols, False)]
+    for stored_sigs, query_sigs, query_is_row in directions:
+        if not stored_sigs or not query_sigs:
+            continue
+        n_windows = stored_sigs[0].window_vectors.shape[0] // 8
+        for same, corners in square_window_sets():
+            stored = np.concatenate([s.window_vectors[same] for s in stored_sigs])
+            stored_owner = np.repeat(np.arange(len(stored_sigs)), len(same))
+            # Each corner under every flip/rotation: rows d * n_windows + corner.
+            picks = (np.arange(8)[:, None] * n_windows + np.asarray(corners)[None, :]).reshape(-1)
+            queries = np.concatenate([s.window_vectors[picks] for s in query_sigs])
+            query_owner = np.repeat(np.arange(len(query_sigs)), len(picks))
+            query_variant = np.tile(np.repeat(MIRRORED_VARIANT, len(corners)), len(query_sigs))
+            keys, cosine = _nearest(stored, queries, settings)
+            q, s, mirrored, cos, _ = _hits(
+                stored_owner,
+                np.zeros(len(stored), dtype=np.int64),
+                query_owner,
+                query_variant,
+                keys,
+                cosine,
+                same_set=same_set,
+            )
+            a, b = _as_pairs(q, s, same_set=same_set, query_is_row=query_is_row)
+            parts.append((a, b, mirrored, cos))
+    if not parts:
+        empty = np.zeros(0)
+        return PairScores(empty, empty, empty, empty, n_cols=len(cols))
+    a, b, mirrored, cos = (np.concatenate(x) for x in zip(*parts, strict=True))
+    return PairScores(a, b, mirrored, cos, n_cols=len(cols))
+
+
+def neighbour_pairs(
+    rows: np.ndarray,
+    cols: np.ndarray | None = None,
+    *,
+    k: int,
+    settings: SearchSettings | None = None,
+) -> set[tuple[int, int]]:
+    """Each row's ``k`` nearest columns by cosine of per-image vectors (colour histograms, a
+    caller's embeddings), and for two lists each column's ``k`` nearest rows too;
+    ``cols=None`` pairs ``rows`` among themselves (row < col)."""
+    settings = settings or SearchSettings()
+    same_set = cols is None
+
+    def unit(v: np.ndarray) -> np.ndarray:
+        v = np.asarray(v, dtype=np.float32)
+        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+    rows = unit(rows)
+    cols = rows if cols is None else unit(cols)
+    found: set[tuple[int, int]] = set()
+    directions = [(cols, rows, True)] if same_set else [(cols, rows, True), (rows, cols, False)]
+    for stored, queries, query_is_row in directions:
+        if len(stored) == 0 or len(queries) == 0:
+            continue
+        keys, _ = _nearest(stored, queries, settings, count=k + (1 if same_set else 0))
+        q = np.repeat(np.arange(len(queries)), keys.shape[1])
+        s = keys.reshape(-1)
+        valid = (s >= 0) & ((q != s) if same_set else True)
+        if same_set:  # one's own row, when found, is not a neighbour; keep k others
+            ranked = np.cumsum(valid.reshape(len(queries), -1), axis=1).reshape(-1)
+            valid &= ranked <= k
+        a, b = _as_pairs(q[valid], s[valid], same_set=same_set, query_is_row=query_is_row)
+        found |= set(zip(a.tolist(), b.tolist(), strict=True))
+    return found
+
+
+def candidate_pairs(
+    windows: PairScores,
+    *,
+    settings,
+    same_set: bool,
+    corners: PairScores,
+    zooms: PairScores,
+    extra_pairs: Iterable[tuple[int, int]] = (),
+) -> list[tuple[int, int, float, float]]:
+    """(row, col, upright score, mirrored score) to verify: each image's best partners by
+    window score, by corner score and by zoom score (separate short lists, so one kind never
+    pushes another out), above the floor, plus ``extra_pairs`` whatever their score.
+
+    The scores only order the two parities tried in ``verify_pair``. Same set: row < col.
+    """
+    floor = settings.min_candidate_score
+    by_window = windows.top_pairs(k=settings.candidates_per_image, floor=floor, same_set=same_set)
+    others = {(int(i), int(j)) for i, j in extra_pairs}
+    others |= corners.top_pairs(
+        k=settings.corner_candidates_per_image, floor=floor, same_set=same_set
+    )
+    # Zoomed re-shots score lower than crops: a short list of their own, too.
+    others |= zooms.top_pairs(k=settings.zoom_candidates_per_image, floor=floor, same_set=same_set)
+    if same_set:
+        by_window = {(min(p), max(p)) for p in by_window if p[0] != p[1]}
+        others = {(min(p), max(p)) for p in others if p[0] != p[1]}
+    out = [(i, j, *windows.get(i, j)) for i, j in by_window]
+    for i, j in others - by_window:
+        window, corner = windows.get(i, j), corners.get(i, j)
+        out.append((i, j, max(window[0], corner[0]), max(window[1], corner[1])))
+    return sorted(out)
