@@ -102,9 +102,10 @@ def _error_bars(group: pd.DataFrame) -> dict | None:
 
 def label_positions(log_ms: pd.Series, score: pd.Series) -> list[str]:
     """Where each point's label goes so that none is clipped or drawn over another: right of
-    its point, left for the rightmost ones, and above / below for two points close together."""
+    its point, under it for the rightmost ones (variant points sit to their left and right), and
+    above / below for two points close together."""
     x, y = np.asarray(log_ms, dtype=float), np.asarray(score, dtype=float)
-    spots = ["middle left" if xi > x.max() - 0.35 else "middle right" for xi in x]
+    spots = ["bottom center" if xi > x.max() - 0.35 else "middle right" for xi in x]
     for i in range(len(x)):
         for j in range(i + 1, len(x)):
             if abs(x[i] - x[j]) < 0.6 and abs(y[i] - y[j]) < 0.08:

@@ -187,10 +187,10 @@ def test_point_labels_stay_inside_and_apart():
     from benchmarks.plots import label_positions
 
     # Two backbones close together at ~20 ms, one far right: the pair's labels go above and
-    # below their points, the rightmost label to its left (inside the figure).
+    # below their points, the rightmost label under its point (inside the figure).
     spots = label_positions(pd.Series([1.2, 1.35, 3.0]), pd.Series([0.43, 0.41, 0.84]))
-    assert spots == ["top center", "bottom center", "middle left"]
+    assert spots == ["top center", "bottom center", "bottom center"]
     assert label_positions(pd.Series([1.0, 2.0]), pd.Series([0.2, 0.9])) == [
         "middle right",
-        "middle left",
+        "bottom center",
     ]
