@@ -33,6 +33,7 @@ from models.base import l2_normalize
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "k_reciprocal.json"
 SEED = 20_261_201
 SIZES = (1_000, 3_000, 10_000)
+TITLE = "# k-reciprocal re-ranking: ms per query by library size"
 
 
 def _timed(call: Callable[[int], object], queries: range) -> dict:
@@ -110,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         default=3_000,
         help="largest library re-ranked whole (its memory grows with the square)",
     )
-    parser.add_argument("--out", type=Path, default=None, help=f"write JSON (e.g. {RESULTS})")
+    parser.add_argument(
+        "--out", type=Path, default=None, help=f"write JSON and a Markdown table (e.g. {RESULTS})"
+    )
     args = parser.parse_args(argv)
     records = []
     for n in (int(s) for s in args.sizes.split(",") if s.strip()):
@@ -126,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
         payload = {"date": stamp, "machine": machine, "records": records}
         args.out.write_text(json.dumps(payload, indent=2), encoding="utf-8")
-        print(f"Written to {args.out}")
+        table = args.out.with_suffix(".md")
+        table.write_text(f"{TITLE}\n\n{markdown(records, machine=machine)}\n", encoding="utf-8")
+        print(f"Written to {args.out} and {table}")
     return 0
 
 
