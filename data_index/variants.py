@@ -50,6 +50,7 @@ class Variant:
     title: str = ""  # what the app calls it, in plain words
     plain: str = ""  # one sentence a clinician understands
     plain_cost: str = ""  # its extra work per query, for the app's page
+    score_meaning: str = ""  # what a hit's score is, where it is not a cosine similarity
 
 
 VARIANTS: dict[str, Variant] = {}
@@ -107,6 +108,10 @@ register_variant(
             "their own nearest cases, and share its neighbours, come first."
         ),
         plain_cost="a wider first search and a comparison among its 100 nearest cases",
+        score_meaning=(
+            "one minus the re-ranking distance, which blends shared neighbours with the plain "
+            "similarity (1 = closest)"
+        ),
     )
 )
 register_variant(
@@ -156,6 +161,14 @@ def parse_variants(names: str | list[str]) -> list[str]:
             raise ValueError(f"{base} takes no ':' part; only fusion:a+b names backbones.")
         out.append(name)
     return out
+
+
+def score_meaning(name: str | None) -> str:
+    """What a hit's score is under the variant ``name`` (None: the plain search), in words."""
+    variant = VARIANTS.get(str(name or "").partition(":")[0])
+    if variant is not None and variant.score_meaning:
+        return variant.score_meaning
+    return "cosine similarity (1 = same direction, 0 = unrelated)"
 
 
 def fusion_members(name: str) -> list[str]:
