@@ -271,6 +271,25 @@ def prepare_beside(
     )
 
 
+def prepare_for_library(
+    base: CaseIndex,
+    *,
+    library_name: str,
+    name: str,
+    backbone: Backbone,
+    group_ids: np.ndarray | None = None,
+) -> PreparedVariant:
+    """``prepare_variant`` for the cache's index of a library (the app's tabs and the Compare
+    command line), its fits kept beside that index."""
+    return prepare_variant(
+        base,
+        name,
+        folder=variant_folder(default_index_dir(library_name, base.key)),
+        group_ids=group_ids,
+        mirrored_library=mirrored_library(backbone, base),
+    )
+
+
 def mirrored_library(
     backbone: Backbone, base: CaseIndex, *, cache_dir: Path | None = None
 ) -> Callable[[], np.ndarray]:
