@@ -308,8 +308,19 @@ def assemble(query: CompareQuery, rows: Sequence[BackboneRow], *, k: int) -> Com
 
 
 def compare(
-    indexed: Sequence[tuple[CaseIndex, Backbone]], query: CompareQuery, *, k: int
+    indexed: Sequence[tuple[CaseIndex, Backbone]],
+    query: CompareQuery,
+    *,
+    k: int,
+    variants: Sequence[PreparedVariant | None] | None = None,
 ) -> Comparison:
-    """Every backbone's row, then the overlaps: what the command line prints."""
-    rows = [compare_row(index, backbone, query, k=k) for index, backbone in indexed]
+    """Every backbone's row (each ranked by its prepared retrieval variant, when given), then
+    the overlaps: what the command line prints."""
+    variants = list(variants) if variants is not None else [None] * len(indexed)
+    if len(variants) != len(indexed):
+        raise ValueError("Give one prepared variant (or None) per backbone.")
+    rows = [
+        compare_row(index, backbone, query, k=k, variant=variant)
+        for (index, backbone), variant in zip(indexed, variants, strict=True)
+    ]
     return assemble(query, rows, k=k)
