@@ -109,7 +109,7 @@ def time_usearch(index: CaseIndex, *, settings: LatencySettings) -> Timing:
 # The timing keys every record carries; latency records carry the full spread as well.
 SUMMARY_KEYS: tuple[str, ...] = (
     "embed_s_per_image",
-    "embed_median_per_item_s",  # the key benchmarks.plots reads by default (same value)
+    "embed_median_per_item_s",  # the key benchmarks.report.plots reads by default (same value)
     "embed_batch_size",
     "search_s_per_query",
     "usearch_s_per_query",
