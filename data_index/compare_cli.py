@@ -27,6 +27,7 @@ from data_index.compare_render import overlap_lines, row_summary, save_sheet
 from data_index.library import CaseLibrary
 from data_index.locations import default_index_dir
 from data_index.store import POINTER, IndexMismatch
+from data_index.trusted_search import cached_copy_groups, vote_calibration
 
 
 def open_index(library: CaseLibrary, backbone, *, progress=None) -> CaseIndex:
@@ -96,7 +97,14 @@ def cmd_compare(args: argparse.Namespace, *, tools: CliTools) -> int:
             backbone.encode_images([query_image])
         with progress_bar(f"index ({key})") as bar:
             indexed.append((open_index(library, backbone, progress=bar), backbone))
-    comparison = compare(indexed, query, k=args.k)
+    # Prediction sets calibrated as the Search tab does: each index, leave-one-case-out at this k.
+    calibrations = [
+        vote_calibration(
+            index, k=args.k, metric="cosine", group_ids=cached_copy_groups(index, library)
+        )
+        for index, _ in indexed
+    ]
+    comparison = compare(indexed, query, k=args.k, calibrations=calibrations)
     if args.sheet:
         saved = save_sheet(comparison, args.sheet, query_image=query_image)
         # On stderr with --json, so that stdout stays one JSON document.
