@@ -268,3 +268,13 @@ def test_every_package_says_what_it_owns():
         if len(ast.get_docstring(ast.parse(p.read_text(encoding="utf-8"))) or "") < 40
     ]
     assert not silent, f"packages without a docstring saying what they own: {silent}"
+
+
+def test_the_load_average_is_read_in_one_place():
+    """Machine description and load come from ``benchmarks.timing.machine_description``."""
+    readers = [
+        str(path.relative_to(ROOT))
+        for name, path in module_files().items()
+        if name != "benchmarks.timing" and "getloadavg" in path.read_text(encoding="utf-8")
+    ]
+    assert not readers, f"read the load through benchmarks.timing.machine_description: {readers}"

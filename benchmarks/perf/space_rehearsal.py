@@ -21,7 +21,6 @@ import argparse
 import io
 import json
 import os
-import platform
 import shutil
 import socket
 import subprocess
@@ -31,6 +30,7 @@ import time
 from pathlib import Path
 
 from benchmarks.perf.app_process import stop_process_group, wait_until_serving
+from benchmarks.timing import machine_description
 from data_index.locations import REPO_ROOT
 
 BACKBONES = ("efficientnet-lite0", "xception-ham10000")
@@ -229,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    figures |= {"python": platform.python_version(), "cpus": os.cpu_count()}
+    machine = machine_description()
+    figures |= {"python": machine["python"], "cpus": machine["cpu_count"]}
     if not args.no_save:
         RESULTS.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     out = io.StringIO()
