@@ -1,13 +1,15 @@
 """`python -m benchmarks`: run the backbone comparison on any library, and report it.
 
     python -m benchmarks run --library PATH [--library PATH2] --backbones a,b,c \\
-        --protocol loo[,linear-probe|all] [--out RESULTS.jsonl] [--csv OUT.csv] [--random-weights]
-    python -m benchmarks report RESULTS.jsonl [--markdown OUT.md] [--plots DIR] [--csv OUT.csv]
+        --protocol loo[,linear-probe|all] [--out RESULTS.jsonl[.gz]] [--csv OUT.csv] \\
+        [--random-weights]
+    python -m benchmarks report RESULTS.jsonl[.gz] [--markdown OUT.md] [--plots DIR] [--csv OUT.csv]
 
 Without --out each run writes new files under the cache folder, one per library
 (<cache>/benchmark-runs/<UTC time>-<library>.jsonl), and prints where: a user's run never
-touches the committed results. Only an explicit --out benchmarks/results/results.jsonl
-appends to those.
+touches the committed results. Only an explicit --out benchmarks/results/results.jsonl.gz
+appends to those. An --out name ending in .gz is written gzipped (each run one more gzip member);
+its per-query records go beside it either way (results.queries.jsonl.gz).
 
 Exit codes: 0 done (skipped protocols are listed, not errors); 2 the command could not run
 (unknown backbone or protocol, missing weights, bad library, unreadable results), one
@@ -71,9 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--out",
-        help="JSONL file the records append to (default: a new file per library under "
-        f"<cache>/{RUNS_FOLDER}/; give benchmarks/results/results.jsonl to update the "
-        "committed results)",
+        help="JSONL file the records append to, gzipped when it ends in .gz (default: a new "
+        f"file per library under <cache>/{RUNS_FOLDER}/; give "
+        "benchmarks/results/results.jsonl.gz to update the committed results)",
     )
     run.add_argument("--csv", help="also write every record of --out (or of this run) as CSV")
     run.add_argument(
@@ -105,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--timing-repeats", type=int, default=5, help="timed calls (median taken)")
     run.add_argument("--workers", type=int, help="image decoder processes while embedding")
     report = commands.add_parser("report", help="Markdown tables and HTML plots from records")
-    report.add_argument("results", help="a JSONL file written by `run`")
+    report.add_argument("results", help="a JSONL file written by `run` (.jsonl or .jsonl.gz)")
     report.add_argument("--markdown", help="write the report here (default: print it)")
     report.add_argument("--plots", help="folder for the HTML figures")
     report.add_argument("--csv", help="write the records (newest run of each) as CSV here")

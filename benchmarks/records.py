@@ -2,8 +2,8 @@
 
 One record per (protocol, metric, k[, class]); overall rows have `class` None, per-class rows
 name it. A runner adds its own keys (backbone, library, timings) to each record and appends
-them to a JSONL file (one record per line); plots and reports read only these records, from
-that file or from its CSV export.
+them to a JSONL file (one record per line), gzipped when its name ends in ``.gz``; plots and
+reports read only these records, from that file or from its CSV export.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Literal
@@ -245,37 +246,57 @@ def _default(value: object) -> object:
     return value.item() if isinstance(value, np.generic) else str(value)
 
 
-def append_records(records: Iterable[dict], path: Path) -> Path:
-    """Append records to a JSONL file (created with its folders when missing)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+GZIP = ".gz"  # a records or per-query file with this suffix is gzip; any other is plain
+QUERIES_SUFFIX = ".queries.jsonl.gz"
+
+
+def _json_lines(rows: Iterable[dict]) -> bytes:
     lines = [
         json.dumps({k: _plain(v) for k, v in r.items()}, default=_default, allow_nan=False)
-        for r in records
+        for r in rows
     ]
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write("".join(line + "\n" for line in lines))
+    return "".join(line + "\n" for line in lines).encode("utf-8")
+
+
+def _append(data: bytes, path: Path, *, gzipped: bool) -> Path:
+    """Append ``data`` with one write to a file opened for appending, so that two runs adding
+    to one file never interleave their lines. Gzipped, ``data`` is compressed first into one
+    whole gzip member: a file of several members reads back as one stream (RFC 1952)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if gzipped:
+        data = gzip.compress(data, mtime=0)  # no time stamp: equal records, equal bytes
+    with path.open("ab") as handle:
+        handle.write(data)
     return path
 
 
+def append_records(records: Iterable[dict], path: Path) -> Path:
+    """Append records to a JSONL file (created with its folders when missing); gzip when the
+    name ends in ``.gz`` (e.g. ``results.jsonl.gz``), each append one more gzip member."""
+    path = Path(path)
+    return _append(_json_lines(records), path, gzipped=path.name.endswith(GZIP))
+
+
 def queries_path(records_path: Path) -> Path:
-    """The per-query sidecar of a records file: results.jsonl -> results.queries.jsonl.gz."""
+    """The per-query sidecar of a records file: results.jsonl (or results.jsonl.gz) ->
+    results.queries.jsonl.gz."""
     records_path = Path(records_path)
-    return records_path.with_name(f"{records_path.stem}.queries.jsonl.gz")
+    stem = Path(records_path.name.removesuffix(GZIP)).stem
+    return records_path.with_name(f"{stem}{QUERIES_SUFFIX}")
+
+
+def records_files(folder: str | Path) -> list[Path]:
+    """The records files in ``folder``, by name: ``*.jsonl`` and ``*.jsonl.gz``, without the
+    per-query sidecars (``*.queries.jsonl.gz``)."""
+    folder = Path(folder)
+    found = [*folder.glob("*.jsonl"), *folder.glob("*.jsonl.gz")]
+    return sorted(p for p in found if p.is_file() and not p.name.endswith(QUERIES_SUFFIX))
 
 
 def append_queries(queries: Iterable[dict], path: Path) -> Path:
     """Append per-query records to a gzip JSONL file (each append is one more gzip member,
     which gzip readers read as one stream)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [
-        json.dumps({k: _plain(v) for k, v in q.items()}, default=_default, allow_nan=False)
-        for q in queries
-    ]
-    with gzip.open(path, "at", encoding="utf-8") as handle:
-        handle.write("".join(line + "\n" for line in lines))
-    return path
+    return _append(_json_lines(queries), Path(path), gzipped=True)
 
 
 def read_queries(path: str | Path) -> pd.DataFrame:
@@ -291,8 +312,30 @@ def read_queries(path: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _record_lines(path: Path, *, tolerant: bool) -> tuple[list[str], bool]:
+    """The lines of a plain or gzip (``.gz``) records file, and whether the file ended cleanly.
+
+    A gzip file cut short (a run stopped inside its last write) keeps the lines decompressed
+    before the cut; its partial last line is dropped like a plain file's half-written one."""
+    if not path.name.endswith(GZIP):
+        return path.read_text(encoding="utf-8").splitlines(), True
+    lines: list[str] = []
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as handle:
+            for line in handle:
+                lines.append(line)
+    except EOFError:
+        return [line.rstrip("\n") for line in lines if line.endswith("\n")], False
+    except (OSError, zlib.error, UnicodeDecodeError) as err:  # BadGzipFile is an OSError
+        if tolerant:
+            return [], True
+        raise ValueError(f"{path} is not a readable gzip results file ({err}).") from err
+    return [line.rstrip("\n") for line in lines], True
+
+
 def read_records(path: str | Path, *, tolerant: bool = False) -> pd.DataFrame:
-    """All records of a JSONL file as a DataFrame; a half-written last line is skipped.
+    """All records of a JSONL file (``.jsonl``, or gzipped ``.jsonl.gz``) as a DataFrame; a
+    half-written last line is skipped.
 
     By default a line that is not JSON elsewhere, or a file without records, is an error: the
     file was named by a user. ``tolerant`` is for scanning folders that a running benchmark may
@@ -303,14 +346,14 @@ def read_records(path: str | Path, *, tolerant: bool = False) -> pd.DataFrame:
     if not path.is_file():
         raise ValueError(f"{path} is not a results file: run `python -m benchmarks run` first.")
     rows = []
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines, complete = _record_lines(path, tolerant=tolerant)
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError as err:
-            if tolerant or number == len(lines):
+            if tolerant or (complete and number == len(lines)):
                 continue  # a run stopped mid-write
             raise ValueError(f"{path} line {number} is not JSON ({err.msg}).") from err
     if not rows and not tolerant:
@@ -322,11 +365,11 @@ _VARIANT_FILES: dict[tuple, pd.DataFrame] = {}
 
 
 def read_variant_records(folders: Sequence[str | Path]) -> pd.DataFrame:
-    """Every retrieval variant record (hit rates with their paired gains) in the ``*.jsonl``
-    files of ``folders``; a file is read again only when it changed."""
+    """Every retrieval variant record (hit rates with their paired gains) in the records files
+    of ``folders`` (`records_files`); a file is read again only when it changed."""
     frames = []
     for folder in folders:
-        for path in sorted(Path(folder).glob("*.jsonl")):
+        for path in records_files(folder):
             stat = path.stat()
             key = (str(path), stat.st_mtime_ns, stat.st_size)
             if key not in _VARIANT_FILES:

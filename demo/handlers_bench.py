@@ -2,8 +2,8 @@
 
 The work is ``benchmarks.runner`` (duplicate audit, embedding through the shared cache, timing,
 protocols); this module adds the app's loaded backbones, cancelling, tables and figures. Saved
-runs from ``benchmarks/results/*.jsonl`` show at start-up; runs made in the app are written
-under the cache root, never into the repository.
+runs from ``benchmarks/results/`` (``*.jsonl`` and ``*.jsonl.gz``) show at start-up; runs made
+in the app are written under the cache root, never into the repository.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 from benchmarks import runner
 from benchmarks.__main__ import RUNS_FOLDER
 from benchmarks.protocols import REGISTRY
-from benchmarks.records import read_records, read_variant_records
+from benchmarks.records import read_records, read_variant_records, records_files
 from benchmarks.report import plots
 from benchmarks.report.tables import latest_runs
 from data_index import cache_root
@@ -41,11 +41,11 @@ def variant_record_folders() -> tuple[Path, ...]:
 
 
 def load_saved_records(*, folders: Sequence[Path] | None = None) -> pd.DataFrame:
-    """The newest run's records of each configuration in ``*.jsonl`` under the committed
-    results and the app's own runs."""
+    """The newest run's records of each configuration in the records files (``*.jsonl``,
+    ``*.jsonl.gz``) of the committed results and the app's own runs."""
     frames = []
     for folder in folders if folders is not None else (RESULTS_DIR, app_results_dir()):
-        for path in sorted(Path(folder).glob("*.jsonl")):
+        for path in records_files(folder):
             frame = read_records(path, tolerant=True)  # runs may be writing these files
             if len(frame):
                 frame["source_file"] = path.name

@@ -8,13 +8,13 @@ from __future__ import annotations
 import io
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from browser_support import CHROMIUM, DESKTOP, PHONE, chromium_path
 from library_factory import PATTERNS, pattern_image, save_image
 from PIL import Image
 
@@ -26,14 +26,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 LIBRARY_NAME = "browser-lib"
 PER_CLASS = 6
 IMAGE_PX = 64
@@ -45,23 +37,14 @@ K_FIRST = 10  # the slider's default: the upload searches at once with it
 K = 8  # more than PER_CLASS, so at least two results must be of another class
 SECOND_BACKBONE = "efficientnet-lite0"
 # Generous: a busy 2-core machine; nothing here asserts how long anything took.
-START_TIMEOUT_S = 180
-STEP_TIMEOUT_MS = 120_000
+START_TIMEOUT_S = 180  # each step waits conftest's page_timeout_ms
 BENCH_TIMEOUT_MS = 300_000
 CAPTION = re.compile(
     r"^#(\d+) (?:(✓|✗) (?:same|different) · )?(\S+) · (?:similarity|distance) -?[\d.]+ · (\S+)$"
 )
 MARK = {"✓": "match", "✗": "mismatch", None: "unknown"}
 LIBRARY_PHOTO = "green-dots/green-dots-2.jpg"
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1440, "height": 1000}
 FRAME_RGB = {"match": MATCH_RGB, "mismatch": MISMATCH_RGB, "unknown": UNKNOWN_RGB}
-
-
-def chromium_path() -> str | None:
-    if Path(CHROMIUM).is_file():
-        return CHROMIUM
-    return shutil.which("chromium")
 
 
 def write_library(root: Path) -> dict[str, str]:
@@ -113,19 +96,6 @@ def app(tmp_path_factory) -> Iterator[dict]:
         yield {"url": url, "truth": truth, "base": base, "log": log, "library": library}
     finally:
         stop_process_group(proc)
-
-
-@pytest.fixture(scope="module")
-def page(app):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        try:
-            tab = browser.new_page(viewport=DESKTOP)
-            tab.set_default_timeout(STEP_TIMEOUT_MS)
-            yield tab
-        finally:
-            browser.close()
 
 
 # --- reading the results gallery ---------------------------------------------------------------

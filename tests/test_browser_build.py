@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from browser_support import DESKTOP, PHONE, chromium_path
 from library_factory import PATTERNS, pattern_image, save_image
-from test_browser import CHROMIUM_ARGS, DESKTOP, PHONE, chromium_path
 
 from benchmarks.perf.app_process import free_port, stop_process_group, wait_until_serving
 from models import get_spec
@@ -84,16 +84,9 @@ def app(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(app):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        try:
-            tab = browser.new_page(viewport=DESKTOP)
-            tab.set_default_timeout(TIMEOUT_MS)
-            yield tab
-        finally:
-            browser.close()
+def page_timeout_ms() -> int:
+    """conftest's ``page`` waits this long per step here: a first build of 400 images."""
+    return TIMEOUT_MS
 
 
 def shoot_both(page, name: str, *, locator: str | None = None) -> None:

@@ -12,12 +12,12 @@ import sys
 
 import pytest
 import test_browser
-from test_browser import DESKTOP, PHONE, shoot, wait_for_results
+from browser_support import DESKTOP, PHONE
+from test_browser import shoot, wait_for_results
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-# The app on the browser test's fixture library, and a Chromium page (module-scoped fixtures).
+# The app on the browser test's fixture library (module-scoped); conftest gives the page.
 app = test_browser.app
-page = test_browser.page
 DBA = "Blend each library photo with its neighbours"
 
 
