@@ -341,13 +341,20 @@ def compare(
     query: CompareQuery,
     *,
     k: int,
+    variants: Sequence[PreparedVariant | None] | None = None,
     calibrations: Sequence[ConformalVote | None] | None = None,
 ) -> Comparison:
-    """Every backbone's row, then the overlaps: what the command line prints. ``calibrations``,
-    one per index, give the rows their prediction sets."""
+    """Every backbone's row (each ranked by its prepared retrieval variant, when given), then
+    the overlaps: what the command line prints. ``calibrations``, one per index, give the plain
+    rows their prediction sets."""
+    variants = list(variants) if variants is not None else [None] * len(indexed)
     calibrations = list(calibrations) if calibrations is not None else [None] * len(indexed)
+    if len(variants) != len(indexed) or len(calibrations) != len(indexed):
+        raise ValueError("Give one prepared variant and one calibration (or None) per backbone.")
     rows = [
-        compare_row(index, backbone, query, k=k, calibration=calibration)
-        for (index, backbone), calibration in zip(indexed, calibrations, strict=True)
+        compare_row(index, backbone, query, k=k, variant=variant, calibration=calibration)
+        for (index, backbone), variant, calibration in zip(
+            indexed, variants, calibrations, strict=True
+        )
     ]
     return assemble(query, rows, k=k)

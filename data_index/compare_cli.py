@@ -28,6 +28,7 @@ from data_index.library import CaseLibrary
 from data_index.locations import default_index_dir
 from data_index.store import POINTER, IndexMismatch
 from data_index.trusted_search import cached_copy_groups, vote_calibration
+from data_index.variant_search import IN_SEARCH, parse_search_variant, prepare_for_library
 
 
 def open_index(library: CaseLibrary, backbone, *, progress=None) -> CaseIndex:
@@ -66,6 +67,7 @@ def cmd_compare(args: argparse.Namespace, *, tools: CliTools) -> int:
         raise ValueError("-k must be at least 1.")
     if args.sheet and not args.sheet.lower().endswith(".png"):
         raise ValueError(f"--sheet names a PNG file (out.png), not {args.sheet}.")
+    variant = parse_search_variant(args.variant)
     library = _library(args.library)
     if len(library) == 0:
         raise ValueError(f"The library {args.library} has no usable images.")
@@ -90,21 +92,37 @@ def cmd_compare(args: argparse.Namespace, *, tools: CliTools) -> int:
         query = CompareQuery(
             kind="case", relpath=relpath, label=case_label(library, relpath), copies=copies
         )
-    indexed = []
+    indexed, prepared = [], []
     for key in keys:
         backbone = _load_backbone(key, device=args.device)
         if query.kind == "photo":  # the first call pays for lazy set-up: keep it out of the ms
             backbone.encode_images([query_image])
         with progress_bar(f"index ({key})") as bar:
-            indexed.append((open_index(library, backbone, progress=bar), backbone))
-    # Prediction sets calibrated as the Search tab does: each index, leave-one-case-out at this k.
+            index = open_index(library, backbone, progress=bar)
+        indexed.append((index, backbone))
+        # Prepared as the Compare tab prepares it: the same fits beside the cache's index.
+        prepared.append(
+            None
+            if variant is None
+            else prepare_for_library(
+                index,
+                library_name=library.name,
+                name=variant,
+                backbone=backbone,
+                group_ids=cached_copy_groups(index, library),
+            )
+        )
+    # Prediction sets calibrated as the Search tab does: each index, leave-one-case-out at this
+    # k. They belong to the plain ranking, so a variant's rows have none.
     calibrations = [
-        vote_calibration(
+        None
+        if variant is not None
+        else vote_calibration(
             index, k=args.k, metric="cosine", group_ids=cached_copy_groups(index, library)
         )
         for index, _ in indexed
     ]
-    comparison = compare(indexed, query, k=args.k, calibrations=calibrations)
+    comparison = compare(indexed, query, k=args.k, variants=prepared, calibrations=calibrations)
     if args.sheet:
         saved = save_sheet(comparison, args.sheet, query_image=query_image)
         # On stderr with --json, so that stdout stays one JSON document.
@@ -137,5 +155,10 @@ def add_compare_parser(sub, *, tools: CliTools) -> None:
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--json", action="store_true")
     p.add_argument("--sheet", help="also save a 16:9 PNG contact sheet here")
+    p.add_argument(
+        "--variant",
+        help=f"rank every row with a retrieval variant: {', '.join(IN_SEARCH)} (fitted once per "
+        "library and kept beside its index, as the Compare tab does)",
+    )
     p.add_argument("--device", default=None)
     p.set_defaults(func=functools.partial(cmd_compare, tools=tools))

@@ -44,13 +44,14 @@ from data_index.variants import (
     LdaAdapter,
     fit_lda,
     flip_average,
+    k_reciprocal_order,
     weighted_mean,
 )
 from models import Backbone
 from models.base import l2_normalize
 
 # Variants a single-backbone search can run; fusion needs several backbones' indexes at once.
-IN_SEARCH = ("adapter-lda", "tta-flip", "aqe", "dba")
+IN_SEARCH = ("adapter-lda", "tta-flip", "aqe", "dba", "k-reciprocal")
 FORMAT = "dermsearch-variant"
 _STORED = ("vectors.npy", "index.usearch", "adapter.npz", "neighbours.npy")
 
@@ -129,7 +130,7 @@ class PreparedVariant:
 
     name: str
     base: CaseIndex
-    library: VariantIndex | None  # None where the library side is the plain one (aqe)
+    library: VariantIndex | None  # None where the library side is the plain one (aqe, k-reciprocal)
     blocked: np.ndarray  # one id per row: rows sharing it are one case or copies of one photo
     adapter: LdaAdapter | None = None
     neighbours: np.ndarray | None = None  # dba: rows each library vector was blended with
@@ -176,6 +177,8 @@ class PreparedVariant:
             return table.hits(self._aqe(q, k=k, banned=banned))
         if self.name == "dba":
             return table.hits(self._dba(q, k=k, banned=banned))
+        if self.name == "k-reciprocal":
+            return table.hits(self._k_reciprocal(q, k=k, banned=banned))
         return table.hits(cosine_top(self.library, q, k=k, excluded=banned))
 
     def _aqe(self, q: np.ndarray, *, k: int, banned: set[int]) -> list[tuple[int, float]]:
@@ -188,6 +191,18 @@ class PreparedVariant:
         unit = self.base.vectors()
         expanded = weighted_mean(q[None], unit[rows][None], sims, alpha=alpha)[0]
         return cosine_top(self.base, expanded, k=k, excluded=banned)
+
+    def _k_reciprocal(self, q: np.ndarray, *, k: int, banned: set[int]) -> list[tuple[int, float]]:
+        """The shortlist of nearest allowed cases, re-ranked among themselves; the score is one
+        minus the re-ranking distance. Left-out cases are never in the shortlist, so they are
+        in no neighbourhood either."""
+        first = cosine_top(self.base, q, k=max(k, int(self.params["shortlist"])), excluded=banned)
+        if not first:
+            return []
+        keys = np.array([key for key, _ in first], np.int64)
+        rows = self.base.row_positions(keys)
+        order, dist = k_reciprocal_order(q, l2_normalize(self.base.raw[rows]), params=self.params)
+        return list(zip(keys[order[:k]].tolist(), (1.0 - dist[:k]).tolist(), strict=True))
 
     def _dba(self, q: np.ndarray, *, k: int, banned: set[int]) -> list[tuple[int, float]]:
         """Rows whose blend used a left-out case are blended again without it, then scored."""
@@ -251,6 +266,25 @@ def prepare_beside(
         base,
         name,
         folder=variant_folder(home),
+        group_ids=group_ids,
+        mirrored_library=mirrored_library(backbone, base),
+    )
+
+
+def prepare_for_library(
+    base: CaseIndex,
+    *,
+    library_name: str,
+    name: str,
+    backbone: Backbone,
+    group_ids: np.ndarray | None = None,
+) -> PreparedVariant:
+    """``prepare_variant`` for the cache's index of a library (the app's tabs and the Compare
+    command line), its fits kept beside that index."""
+    return prepare_variant(
+        base,
+        name,
+        folder=variant_folder(default_index_dir(library_name, base.key)),
         group_ids=group_ids,
         mirrored_library=mirrored_library(backbone, base),
     )
@@ -388,7 +422,7 @@ def prepare_variant(
     if why_not:
         raise ValueError(f"{VARIANTS[name].title} cannot run here: {why_not}")
     blocked = _blocks(base.cases["case_id"].astype(str).to_numpy(), group_ids)
-    if name == "aqe":  # nothing fitted: the query is expanded over the plain index
+    if name in ("aqe", "k-reciprocal"):  # nothing fitted: the query side works on the plain index
         return PreparedVariant(name, base, None, blocked)
     fingerprint = base.fingerprint[:16] or "unnamed"
     expect = {

@@ -26,6 +26,7 @@ from data_index.trusted_search import (
     vote_calibration,
 )
 from data_index.variant_search import mirrored_query, parse_search_variant
+from data_index.variants import VARIANTS
 from demo.arguments import without_server_paths
 from demo.render import (
     display_label,
@@ -370,6 +371,7 @@ def run_search(
                 "relpath": str(hit.metadata.get("relpath", "")),
                 "verdict": verdict,
                 "metric": metric,
+                "variant": variant_name,
                 "metadata": {key: _plain(v) for key, v in hit.metadata.items()},
             }
         )
@@ -411,9 +413,12 @@ def result_details(hits: list[dict], index: int | None) -> tuple[Image.Image, st
     mark = {"match": "✓ same diagnosis", "mismatch": "✗ different diagnosis"}.get(
         hit["verdict"], "the query's diagnosis is not given"
     )
+    meaning = VARIANTS[hit["variant"]].score_meaning if hit.get("variant") in VARIANTS else ""
     measure = (
         f"distance {hit['score']:.3f} (smaller is closer)"
         if hit.get("metric") == "euclidean"
+        else f"score {hit['score']:.3f}: {meaning}"
+        if meaning
         else f"similarity {hit['score']:.3f} (1 = same direction)"
     )
     image, size = large_view(hit["path"])

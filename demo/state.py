@@ -15,12 +15,7 @@ from pathlib import Path
 
 from data_index import CaseIndex, CaseLibrary, IndexMismatch, default_index_dir
 from data_index.bundle import bundle_index_dir, is_bundle
-from data_index.variant_search import (
-    PreparedVariant,
-    mirrored_library,
-    prepare_variant,
-    variant_folder,
-)
+from data_index.variant_search import PreparedVariant, prepare_for_library
 from demo.catalog import LibraryCatalog
 from models import Backbone, availability, get_spec, load_backbone
 
@@ -286,15 +281,14 @@ class AppState:
         idx = self.index(library_path, backbone_key)
         key = ("variant", self.resolve(library_path), idx.key, name, library.fingerprint,
                len(idx), id(idx), groups is not None)  # fmt: skip
-        folder = variant_folder(default_index_dir(library.name, idx.key))
         return self.memo(
             key,
-            lambda: prepare_variant(
+            lambda: prepare_for_library(
                 idx,
-                name,
-                folder=folder,
+                library_name=library.name,
+                name=name,
+                backbone=self.backbone(idx.key),
                 group_ids=groups,
-                mirrored_library=mirrored_library(self.backbone(idx.key), idx),
             ),
         )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from data_index.trust import LOW_SIMILARITY_PERCENTILE
 from data_index.trusted_search import LOW_SIMILARITY_SCOPE, SearchReport
+from data_index.variants import score_meaning
 from demo.render import display_label
 
 
@@ -104,9 +105,9 @@ def format_summary(
     lines += _suggestion(report, query_kind=query_kind, names=names)
     lines += _diagnosis(report, query_label=query_label, stated_label=stated_label, names=names)
     how = (
-        "cosine similarity (1 = same direction, 0 = unrelated)"
-        if report.metric == "cosine"
-        else "Euclidean distance between raw vectors (0 = identical; smaller is closer)"
+        "Euclidean distance between raw vectors (0 = identical; smaller is closer)"
+        if report.metric != "cosine"
+        else score_meaning(getattr(report, "variant", None))
     )
     embedding = (
         "The query's vector was read from the index"

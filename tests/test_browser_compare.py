@@ -8,12 +8,12 @@ from __future__ import annotations
 import io
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from browser_support import CHROMIUM_ARGS, chromium_path
 from library_factory import PATTERNS, pattern_image, save_image
 from PIL import Image
 
@@ -24,13 +24,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PER_CLASS = 5
 K = 7  # more than a class's other cases: each row must hold some of another class
 BACKBONES = ("Colour + texture descriptor (classical)", "EfficientNet-Lite0 (ImageNet)")
@@ -38,13 +31,9 @@ CAPTION = re.compile(r"^#(\d+) (✓|✗) (\S+) · similarity -?[\d.]+( · shared
 TIMEOUT_MS = 240_000
 
 
-def chromium() -> str | None:
-    return "/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else shutil.which("chromium")
-
-
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    if chromium() is None:
+    if chromium_path() is None:
         pytest.skip("no Chromium at /usr/bin/chromium or on PATH (apt-get install chromium)")
     base = tmp_path_factory.mktemp("browser-compare")
     library = base / "compare-lib"
@@ -97,7 +86,7 @@ def nearest(rgb) -> str:
 def test_compare_two_backbones_on_a_library_case(app):
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1440, "height": 1000})
         page.set_default_timeout(TIMEOUT_MS)
         try:

@@ -219,3 +219,41 @@ def test_compare_tab_events_reach_their_handlers_by_name(env):
     assert closer.count("<img") == 2 and "map" not in visible_text(closer).lower()
     with pytest.raises(ValueError, match="no longer shown"):
         hc.picked_hit(shown, backbone=READY, rank=99)
+
+
+def test_cli_compare_with_a_variant_ranks_as_the_tab_does(tmp_path, monkeypatch, capsys):
+    """`data_index compare --variant` and the Compare tab prepare and run the variant through
+    the same functions, so their rows hold the same cases in the same order."""
+    import json
+
+    from data_index.__main__ import main
+
+    monkeypatch.setenv("DERMSEARCH_CACHE", str(tmp_path / "cache"))
+    library = str(make_folder_library(tmp_path / "lib", per_class=4))
+    relpath = "red-stripes/red-stripes-0.jpg"
+    argv = ["compare", "--library", library, "--backbones", f"{READY},{MISSING}",
+            "--case", relpath, "-k", "5", "--json"]  # fmt: skip
+    by_cli = {}
+    for variant in ("k-reciprocal", "dba"):
+        assert main([*argv, "--variant", variant]) == 0
+        data = json.loads(capsys.readouterr().out)
+        assert [b["variant"] for b in data["backbones"]] == [variant, variant]
+        by_cli[variant] = [[h["case_id"] for h in b["hits"]] for b in data["backbones"]]
+    assert main(argv) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert [b["variant"] for b in plain["backbones"]] == [None, None]
+    # dba's fits were saved beside the cache's indexes, where the tab looks for them
+    assert len(list((tmp_path / "cache" / "indexes").glob("*--variants/dba/*/index.usearch"))) == 2
+    state = AppState()
+    for variant, rows in by_cli.items():
+        query, picture = hc.build_query(
+            state, library_path=library, mode="case", case_relpath=relpath
+        )
+        *_, (_, _, shown) = hc.compare_stream(
+            state, library_path=library, backbones=[READY, MISSING], query=query,
+            query_image=picture, k=5, variant=variant,
+        )  # fmt: skip
+        assert [[h.case_id for h in row.hits] for row in shown.comparison.rows] == rows
+        assert {row.variant for row in shown.comparison.rows} == {variant}
+    assert main([*argv, "--variant", "qe"]) == 2
+    assert "adapter-lda, tta-flip, aqe, dba, k-reciprocal" in capsys.readouterr().err

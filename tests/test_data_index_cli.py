@@ -110,10 +110,17 @@ def test_search_json_says_which_variant_ranked_the_hits(workspace, capsys):
     assert report["variant"] == "dba" and len(report["hits"]) == 3
     fitted = list((workspace / "idx-variant--variants" / "dba").iterdir())
     assert [p.name for p in fitted] and (fitted[0] / "index.usearch").is_file()
+    code, stdout, err = call(capsys, *search, "--variant", "k-reciprocal")
+    assert code == 0, err
+    report = json.loads(stdout)
+    assert report["variant"] == "k-reciprocal" and len(report["hits"]) == 3
+    scores = [h["score"] for h in report["hits"]]
+    assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+    assert not (workspace / "idx-variant--variants" / "k-reciprocal").exists()  # nothing stored
     code, stdout, _ = call(capsys, *search)
     assert code == 0 and json.loads(stdout)["variant"] is None
     code, _, err = call(capsys, *search, "--variant", "qe")
-    assert code == 2 and "adapter-lda, tta-flip, aqe, dba" in err
+    assert code == 2 and "adapter-lda, tta-flip, aqe, dba, k-reciprocal" in err
 
 
 def test_errors_exit_2_with_a_sentence_via_subprocess(workspace):

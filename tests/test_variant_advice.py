@@ -99,15 +99,21 @@ def test_the_committed_records_recommend_the_adapter_only_where_it_helped(shared
     assert "worse than the plain search" in found["adapter-lda"].status
 
 
-def test_a_search_with_a_variant_says_so_and_keeps_the_plain_search_by_default(
-    tmp_path, monkeypatch
-):
+def _case_search(tmp_path, monkeypatch) -> tuple[AppState, str, dict]:
+    """An app state, one library case and the keywords of a colour-texture search for it."""
     monkeypatch.setenv("DERMSEARCH_CACHE", str(tmp_path / "cache"))
     root = make_folder_library(tmp_path / "lib", per_class=5)
     state = AppState()
     case = state.library(str(root)).cases["relpath"].iloc[0]
     ask = {"library_path": str(root), "backbone_key": "color-texture", "mode": "case",
            "case_relpath": case, "k": 4}  # fmt: skip
+    return state, case, ask
+
+
+def test_a_search_with_a_variant_says_so_and_keeps_the_plain_search_by_default(
+    tmp_path, monkeypatch
+):
+    state, case, ask = _case_search(tmp_path, monkeypatch)
     plain = hs.run_search(state, **ask)
     assert plain.report["variant"] is None and "retrieval variant" not in plain.summary
     used = hs.run_search(state, **ask, variant="dba")
@@ -124,3 +130,21 @@ def test_a_search_with_a_variant_says_so_and_keeps_the_plain_search_by_default(
         hs.run_search(state, **ask, variant="dba", metric="euclidean")
     with pytest.raises(ValueError, match="adapter-lda, tta-flip, aqe, dba"):
         hs.run_search(state, **ask, variant="rerank-everything")
+
+
+def test_a_k_reciprocal_search_says_its_scores_are_not_cosines(tmp_path, monkeypatch):
+    state, case, ask = _case_search(tmp_path, monkeypatch)
+    plain = hs.run_search(state, **ask)
+    assert "scores are cosine similarity" in plain.summary
+    used = hs.run_search(state, **ask, variant="k-reciprocal")
+    assert used.report["variant"] == "k-reciprocal"
+    assert "Ranked with a retrieval variant: Re-rank by shared neighbours" in used.summary
+    assert "scores are one minus the re-ranking distance" in used.summary
+    assert "cosine similarity (1 = same" not in used.summary
+    assert case not in {h["relpath"] for h in used.hits}
+    _, details, _ = hs.result_details(used.hits, 0)
+    assert "re-ranking distance" in details and "same direction" not in details
+    _, plain_details, _ = hs.result_details(plain.hits, 0)
+    assert "similarity" in plain_details and "same direction" in plain_details
+    # nothing is fitted or stored for it: it works on the plain index
+    assert not list((tmp_path / "cache" / "indexes").glob("*--variants/k-reciprocal"))

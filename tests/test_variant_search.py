@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 from library_factory import make_folder_library, make_manifest_library, pattern_image, save_image
 
-from benchmarks.variants import rank_aqe, rank_dba, rank_plain, same_group, top_rows
+from benchmarks.variants import (
+    rank_aqe,
+    rank_dba,
+    rank_k_reciprocal,
+    rank_plain,
+    same_group,
+    top_rows,
+)
 from data_index import CaseIndex, CaseLibrary
 from data_index.audit import case_or_copy_groups
 from data_index.compare import CompareQuery, compare_row
@@ -59,7 +66,7 @@ def app_rows(prepared, idx, *, k=K):
     return np.array(out)
 
 
-@pytest.mark.parametrize("name", ["aqe", "dba", "tta-flip", "adapter-lda"])
+@pytest.mark.parametrize("name", ["aqe", "dba", "k-reciprocal", "tta-flip", "adapter-lda"])
 def test_a_search_ranks_as_the_evaluation_does(built, tmp_path, name):
     _, _, backbone, idx = built
     unit = idx.vectors()
@@ -75,6 +82,9 @@ def test_a_search_ranks_as_the_evaluation_does(built, tmp_path, name):
         expected = rank_aqe(unit, exclude, K, expand=int(params["k"]), alpha=params["alpha"])
     elif name == "dba":
         expected = rank_dba(unit, groups, K, expand=int(params["k"]), alpha=params["alpha"])
+    elif name == "k-reciprocal":
+        expected = rank_k_reciprocal(unit, exclude, K, params=params)
+        assert prepared.folder is None and not variant_folder(tmp_path / "v").exists()
     else:
         if name == "tta-flip":
             space = flip_average(unit, mirrored_of(backbone, idx)())
@@ -160,14 +170,20 @@ def test_trusted_search_names_the_variant_and_drops_the_uncalibrated_set(built, 
 
 @pytest.mark.parametrize(
     ("given", "expected"),
-    [("", None), ("none", None), ("AQE", "aqe"), ("adapter-lda", "adapter-lda")],
+    [
+        ("", None),
+        ("none", None),
+        ("AQE", "aqe"),
+        ("adapter-lda", "adapter-lda"),
+        (" K-Reciprocal ", "k-reciprocal"),
+    ],
 )
 def test_parse_search_variant(given, expected):
     assert parse_search_variant(given) == expected
 
 
 def test_parse_search_variant_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="adapter-lda, tta-flip, aqe, dba"):
+    with pytest.raises(ValueError, match="adapter-lda, tta-flip, aqe, dba, k-reciprocal"):
         parse_search_variant("fusion:a+b")
     assert set(IN_SEARCH) <= set(VARIANTS)
 

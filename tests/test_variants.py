@@ -12,12 +12,20 @@ from benchmarks.variants import (
     paired_bootstrap,
     rank_aqe,
     rank_dba,
+    rank_k_reciprocal,
     rank_lda,
     rank_plain,
     same_group,
     top_rows,
 )
-from data_index.variants import VARIANTS, fit_lda, fuse, parse_variants, weighted_mean
+from data_index.variants import (
+    VARIANTS,
+    fit_lda,
+    fuse,
+    k_reciprocal_distances,
+    parse_variants,
+    weighted_mean,
+)
 from models.base import l2_normalize
 
 FAST = LatencySettings(batch_size=4, n_queries=5, repeats=2, warmup=1)
@@ -35,6 +43,7 @@ def unit_vectors(n: int, d: int, seed: int = 0) -> np.ndarray:
         ("fusion:a+b", ["fusion:a+b"]),
         ("fusion:a+b+c,adapter-lda", ["fusion:a+b+c", "adapter-lda"]),
         ("tta-flip,", ["tta-flip"]),
+        ("K-Reciprocal", ["k-reciprocal"]),
     ],
 )
 def test_parse_variants(given, expected):
@@ -115,6 +124,117 @@ def test_aqe_expands_with_allowed_neighbours_only():
     np.testing.assert_array_equal(rank_aqe(unit, exclude, 4, expand=2, alpha=0.0), expected)
 
 
+def on_circle(*degrees: float) -> np.ndarray:
+    angles = np.deg2rad(np.array(degrees))
+    return np.stack([np.cos(angles), np.sin(angles)], axis=1)
+
+
+def test_k_reciprocal_reorders_a_hand_checked_case():
+    """q at 0 degrees; a at -10 sits in a tight cluster (a1 at -13, a2 at -15); b at 12 is
+    alone. With k1 = 2 (each point's two nearest, plus itself): q's nearest are a and b; a's are
+    a1 and a2, so a and q are not mutual neighbours; b's are q and a, so b and q are. Hence
+    R*(q) = {q, b}, R*(b) = {b, q}, R*(a) = {a, a1, a2}: a shares nothing with q (Jaccard 1)
+    and b does, so b, farther by cosine, comes first."""
+    points = on_circle(0, -10, -13, -15, 12)  # q, a, a1, a2, b
+    final = k_reciprocal_distances(points[0], points[1:], k1=2, k2=1, lam=0.3)
+    assert np.argsort(final).tolist() == [3, 0, 1, 2]  # b, a, a1, a2 (cosine: a, b, a1, a2)
+
+    def scaled(angle, farthest):  # squared distance over the row's largest
+        return (1 - np.cos(np.deg2rad(angle))) / (1 - np.cos(np.deg2rad(farthest)))
+
+    # a: Jaccard 1, so 0.7 + 0.3 * its distance, q's row scaled by a2 at 15 degrees
+    assert final[0] == pytest.approx(0.7 + 0.3 * scaled(10, 15))
+    # b: q's vector is exp(-d) over {q, b}; b's over {b, q}, b's row scaled by a2 at 27 degrees
+    vq = np.array([1.0, np.exp(-scaled(12, 15))])
+    vb = np.array([np.exp(-scaled(12, 27)), 1.0])  # (weight of q, weight of b)
+    vq, vb = vq / vq.sum(), vb / vb.sum()
+    jaccard = 1 - np.minimum(vq, vb).sum() / np.maximum(vq, vb).sum()
+    assert final[3] == pytest.approx(0.7 * jaccard + 0.3 * scaled(12, 15))
+
+
+def k_reciprocal_by_loops(query, candidates, *, k1, k2, lam):
+    """The method written out point by point, as the paper's equations read."""
+    points = np.vstack([query[None], candidates]).astype(np.float64)
+    m = len(points)
+    dist = np.clip(2 - 2 * points @ points.T, 0, None)
+    np.fill_diagonal(dist, 0)
+    dist = dist / dist.max(axis=1, keepdims=True)
+    rank = np.argsort(dist, axis=1, kind="stable")
+
+    def nearest(i, k):
+        return set(rank[i, : k + 1].tolist())
+
+    def reciprocal(i, k):
+        return {j for j in nearest(i, k) if i in nearest(j, k)}
+
+    vectors = np.zeros((m, m))
+    half = int(np.around(k1 / 2))
+    for i in range(m):
+        r = reciprocal(i, k1)
+        grown = set(r)
+        for c in r:
+            rc = reciprocal(c, half)
+            if len(rc & r) > 2 / 3 * len(rc):
+                grown |= rc
+        grown.add(i)
+        idx = sorted(grown)
+        w = np.exp(-dist[i, idx])
+        vectors[i, idx] = w / w.sum()
+    if k2 > 1:
+        vectors = np.array([vectors[rank[i, :k2]].mean(axis=0) for i in range(m)])
+    out = []
+    for j in range(1, m):
+        both = np.stack([vectors[0], vectors[j]])
+        jaccard = 1 - both.min(axis=0).sum() / both.max(axis=0).sum()
+        out.append((1 - lam) * jaccard + lam * dist[0, j])
+    return np.array(out)
+
+
+@pytest.mark.parametrize(("k1", "k2", "lam"), [(20, 6, 0.3), (4, 3, 0.5), (7, 1, 0.0)])
+def test_k_reciprocal_matches_the_method_written_out_point_by_point(k1, k2, lam):
+    rng = np.random.default_rng(k1)
+    centres = unit_vectors(4, 6, k1)
+    cloud = l2_normalize(centres[rng.integers(0, 4, 60)] + 0.3 * rng.standard_normal((60, 6)))
+    fast = k_reciprocal_distances(cloud[0], cloud[1:], k1=k1, k2=k2, lam=lam)
+    slow = k_reciprocal_by_loops(cloud[0], cloud[1:], k1=k1, k2=k2, lam=lam)
+    np.testing.assert_allclose(fast, slow, atol=1e-9)
+    plain = np.argsort(-(cloud[1:] @ cloud[0]), kind="stable")
+    if lam < 1:  # it is a re-ranking: the order moves
+        assert np.argsort(fast, kind="stable").tolist() != plain.tolist()
+
+
+def k_reciprocal_by_deletion(unit, groups, k, *, params):
+    """Per query: its group deleted from the library, then re-ranked over what is left."""
+    out = []
+    for q in range(len(unit)):
+        keep = np.flatnonzero(groups != groups[q])
+        lib = unit[keep]
+        cand = np.argsort(-(lib @ unit[q]), kind="stable")[: int(params["shortlist"])]
+        final = k_reciprocal_distances(
+            unit[q], lib[cand], k1=params["k1"], k2=params["k2"], lam=params["lambda"]
+        )
+        out.append(keep[cand[np.argsort(final, kind="stable")[:k]]])
+    return np.array(out)
+
+
+def test_k_reciprocal_never_lets_the_querys_case_or_copies_in():
+    rng = np.random.default_rng(7)
+    centres = unit_vectors(5, 8, 7)
+    groups = np.repeat(np.arange(40), 3)  # a case and its copies: three near-equal photos
+    unit = l2_normalize(
+        np.repeat(centres[rng.integers(0, 5, 40)] + 0.4 * rng.standard_normal((40, 8)), 3, 0)
+        + 0.01 * rng.standard_normal((120, 8))
+    )
+    params = {"k1": 8, "k2": 3, "lambda": 0.3, "shortlist": 30}
+    exclude = same_group(groups)
+    rows = rank_k_reciprocal(unit, exclude, 5, params=params)
+    assert not exclude[np.arange(120)[:, None], rows].any()
+    np.testing.assert_array_equal(rows, k_reciprocal_by_deletion(unit, groups, 5, params=params))
+    # Leaving out only the query's own row lets its copies in, and they rank first.
+    own_row_only = rank_k_reciprocal(unit, np.eye(120, dtype=bool), 5, params=params)
+    assert (groups[own_row_only[:, 0]] == groups).all()
+
+
 def test_lda_is_cross_fitted_so_noise_labels_gain_nothing():
     """Labels unrelated to the vectors: an adapter fitted on its own queries would learn them
     (top-1 far above chance); cross-fitted by group it stays near chance."""
@@ -154,12 +274,12 @@ def test_benchmark_run_writes_variant_records_with_gains_and_intervals(tmp_path,
         latency=FAST,
         out=out,
         variants=parse_variants(
-            "aqe,dba,adapter-lda,tta-flip,fusion:color-texture+efficientnet-lite0"
+            "aqe,dba,adapter-lda,tta-flip,k-reciprocal,fusion:color-texture+efficientnet-lite0"
         ),
     )
     found = [r for r in records if r["protocol"] == "variant"]
     named = {(r["variant"], r["base"], r["k"]) for r in found}
-    for variant in ("aqe", "dba", "adapter-lda", "tta-flip"):
+    for variant in ("aqe", "dba", "adapter-lda", "tta-flip", "k-reciprocal"):
         for base in ("color-texture", "efficientnet-lite0"):
             assert (variant, base, 1) in named
     assert any(r["variant"].startswith("fusion:") for r in found)

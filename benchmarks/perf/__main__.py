@@ -16,6 +16,7 @@ SCRIPTS: tuple[str, ...] = (
     "audit",
     "audit_scale",
     "backbones",
+    "k_reciprocal",
     "million",
     "pointing_game",
     "runtimes",

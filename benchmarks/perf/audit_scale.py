@@ -1,18 +1,20 @@
 """How the duplicate audit's time grows with the library: one audit per size, stage by stage.
 
-Run: .venv/bin/python -m benchmarks.perf.audit_scale --sizes 2500 10000
+Run: .venv/bin/python -m benchmarks.perf.audit_scale --sizes 10000 30000
 The library is every shared photo (1,165 once known copies are dropped) and transformed
 copies of them, each photo in turn and every transform of the audit benchmark in turn, until
 the size is reached: past a few thousand images most photos have several copies, as in an
 augmented training set. Copies are written to a temp dir.
-Writes benchmarks/results/audit_scale.json and .md after each size; larger sizes (10k and
-100k by default) are extrapolated from the largest measured, stage by stage.
+Writes benchmarks/results/audit_scale.json and .md after each size; larger sizes (100k by
+default) are extrapolated stage by stage: from the two largest measured sizes by the growth
+they show, or from one by the growth each stage should have.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +25,7 @@ from benchmarks.perf.audit import ALL_TRANSFORMS, photo_pool, score_groups, shar
 from benchmarks.perf.audit_copies import make_copy
 from benchmarks.timing import machine_description
 from data_index.audit import find_duplicate_groups
+from data_index.audit.core import thread_count
 from data_index.locations import REPO_ROOT
 from models.base import open_image
 
@@ -60,7 +63,9 @@ def build_library(
     return paths, np.asarray(truth), transforms
 
 
-def timed_audit(paths: list[str]) -> tuple[object, dict[str, float], float, float]:
+def timed_audit(
+    paths: list[str], threads: int | None = None
+) -> tuple[object, dict[str, float], float, float]:
     """The audit, with the wall seconds of each stage (from its progress messages)."""
     marks: dict[str, float] = {}
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -68,7 +73,7 @@ def timed_audit(paths: list[str]) -> tuple[object, dict[str, float], float, floa
     def progress(_: float, message: str) -> None:
         marks.setdefault(message, time.perf_counter() - started)
 
-    report = find_duplicate_groups(paths, progress=progress)
+    report = find_duplicate_groups(paths, progress=progress, threads=threads)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     points = sorted((marks[m], STAGES[m]) for m in STAGES if m in marks)
     stages = {name: round(points[i + 1][0] - at, 2) for i, (at, name) in enumerate(points[:-1])}
@@ -87,17 +92,23 @@ def _grown(seconds: float, n: int, target: int, growth: str) -> float:
     return seconds * factor
 
 
-def extrapolate(run: dict, target: int) -> dict[str, object]:
-    """Each stage of one measured run carried to ``target`` images by its growth in GROWTH;
-    CPU seconds are split between stages as the wall seconds are."""
+def extrapolate(run: dict, target: int, smaller: dict | None = None) -> dict[str, object]:
+    """Each stage of the largest measured run carried to ``target`` images: by the power of n
+    it grew with from ``smaller`` (the next largest run) when given, else by its growth in
+    GROWTH. CPU seconds are split between stages as the wall seconds are."""
     stages = run["stage_seconds"]
     wall = sum(stages.values())
     out: dict[str, object] = {"images": target, "stages": {}}
     total_wall = total_cpu = 0.0
     for stage, seconds in stages.items():
-        grown = _grown(seconds, run["n_images"], target, GROWTH[stage])
+        before = (smaller or {}).get("stage_seconds", {}).get(stage)
+        if before and seconds > 0:
+            power = np.log(seconds / before) / np.log(run["n_images"] / smaller["n_images"])
+            grown, growth = seconds * (target / run["n_images"]) ** power, f"n^{power:.2f}"
+        else:
+            grown, growth = _grown(seconds, run["n_images"], target, GROWTH[stage]), GROWTH[stage]
         cpu = grown * run["cpu_seconds"] / wall if wall else 0.0
-        out["stages"][stage] = {"growth": GROWTH[stage], "wall_seconds": round(grown, 0)}
+        out["stages"][stage] = {"growth": growth, "wall_seconds": round(grown, 0)}
         total_wall, total_cpu = total_wall + grown, total_cpu + cpu
     out["wall_seconds"], out["cpu_seconds"] = round(total_wall, 0), round(total_cpu, 0)
     return out
@@ -118,40 +129,50 @@ def markdown(result: dict) -> str:
         )
         + ": wall times move with others' load.",
         "",
-        "| images | wall s | CPU s | read and sign | candidate search | geometric check "
-        "| candidates | precision | recall (in-scope copies) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| images | threads | wall s | CPU s | read and sign | candidate search "
+        "| geometric check | peak RSS MB | candidates | precision | recall (in-scope copies) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for run in result["runs"]:
         s = run["stage_seconds"]
         lines.append(
-            f"| {run['n_images']:,} | {run['wall_seconds']:.0f} | {run['cpu_seconds']:.0f} "
+            f"| {run['n_images']:,} | {run.get('threads', 1)} | {run['wall_seconds']:.0f} "
+            f"| {run['cpu_seconds']:.0f} "
             f"| {s.get('read and sign', 0):.0f} | {s.get('candidate search', 0):.0f} "
-            f"| {s.get('geometric check', 0):.0f} | {run['n_candidates']:,} "
+            f"| {s.get('geometric check', 0):.0f} | {run.get('peak_rss_mb', 0):,.0f} "
+            f"| {run['n_candidates']:,} "
             f"| {run['precision']:.4f} | {run['recall_in_scope_copies']:.4f} |"
         )
     for guess in result.get("extrapolated", []):
         lines.append(
-            f"| {guess['images']:,} (extrapolated) | {guess['wall_seconds']:.0f} "
+            f"| {guess['images']:,} (extrapolated) | | {guess['wall_seconds']:.0f} "
             f"| {guess['cpu_seconds']:.0f} | "
-            + " | ".join(f"{guess['stages'][k]['wall_seconds']:.0f}" for k in GROWTH)
-            + " | | | |"
+            + " | ".join(
+                f"{guess['stages'][k]['wall_seconds']:.0f} ({guess['stages'][k]['growth']})"
+                for k in GROWTH
+            )
+            + " | | | | |"
         )
     lines += [
         "",
-        "Extrapolated rows carry each stage of the largest measured run by how it grows "
-        "(reading, signing and the check linear, the usearch searches n log n); CPU seconds "
-        "are split between stages as wall seconds are. Read and sign includes the overlay "
-        "masking; candidate search includes the keypoint votes.",
+        "Extrapolated rows carry each stage of the largest measured run by the power of n it "
+        "grew with between the two largest runs (in brackets), or, with one run, by how it "
+        "should grow (reading, signing and the check linear, the usearch searches n log n); "
+        "CPU seconds are split between stages as wall seconds are. Read and sign includes "
+        "the overlay learning and masking; candidate search includes the keypoint votes. "
+        "Peak RSS is the process's high-water mark, so it includes the smaller runs before.",
     ]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[2500, 10000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--extrapolate", type=int, nargs="*", default=[10_000, 100_000])
+    parser.add_argument("--extrapolate", type=int, nargs="*", default=[100_000])
+    parser.add_argument(
+        "--threads", type=int, default=None, help="threads for the audit (default: every core)"
+    )
     parser.add_argument(
         "--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "audit_scale"
     )
@@ -161,10 +182,12 @@ def main() -> None:
     for size in sorted(args.sizes):
         with tempfile.TemporaryDirectory(prefix="audit-scale-") as tmp:
             paths, truth, transforms = build_library(pool, Path(tmp), size=size, seed=args.seed)
-            report, stages, wall, cpu = timed_audit(paths)
+            report, stages, wall, cpu = timed_audit(paths, threads=args.threads)
         scores = score_groups(report.group_ids, truth, transforms)
         run = {
             "n_images": len(paths),
+            "threads": thread_count(args.threads),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0),
             "n_copies": sum(t != "original" for t in transforms),
             "wall_seconds": round(wall, 1),
             "cpu_seconds": round(cpu, 1),
@@ -182,8 +205,11 @@ def main() -> None:
 
 
 def write(result: dict, out: Path, *, targets: list[int]) -> None:
-    largest = max(result["runs"], key=lambda r: r["n_images"])
-    result["extrapolated"] = [extrapolate(largest, t) for t in targets if t > largest["n_images"]]
+    runs = sorted(result["runs"], key=lambda r: r["n_images"])
+    largest, smaller = runs[-1], (runs[-2] if len(runs) > 1 else None)
+    result["extrapolated"] = [
+        extrapolate(largest, t, smaller) for t in targets if t > largest["n_images"]
+    ]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     out.with_suffix(".md").write_text(markdown(result))

@@ -40,13 +40,16 @@ which is intended.
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from data_index.audit.candidates import (
+    SearchSettings,
     candidate_pairs,
     corner_pair_scores,
     neighbour_pairs,
@@ -65,7 +68,7 @@ from data_index.audit.report import (
     group_ids_of,
     label_conflicts,
 )
-from data_index.audit.votes import keypoint_vote_pairs
+from data_index.audit.votes import VoteSettings, keypoint_vote_pairs
 
 # progress(fraction_done, message): the call shape of gradio's gr.Progress and easy to print.
 Progress = Callable[[float, str], None]
@@ -92,18 +95,51 @@ def _colours(signatures: list[ImageSignature]) -> np.ndarray:
     return np.stack([sig.colour_vector for sig in signatures]).astype(np.float32)
 
 
+def thread_count(threads: int | None) -> int:
+    """``threads`` or, when None, every core this process may run on."""
+    if threads is not None:
+        return max(1, int(threads))
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+
+
+def in_threads(fn: Callable, items: Sequence, threads: int) -> Iterator:
+    """``map(fn, items)`` in order, on ``threads`` threads. OpenCV's decoding, resizing, ORB,
+    matching and RANSAC release the GIL, so threads share the cores without copying any
+    signature to another process."""
+    if threads <= 1 or len(items) < 2:
+        yield from map(fn, items)
+        return
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="audit")
+    try:
+        yield from pool.map(fn, items)
+    finally:
+        # A caller that stops early (a cancelled run) waits only for the items in progress.
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _sign_or_error(path: str | Path) -> ImageSignature | str:
+    try:
+        return signature_of_path(path)
+    except ValueError as err:  # unreadable files are reported, not fatal
+        return str(err)
+
+
 def _sign_all(
-    paths: Sequence[str | Path], progress: Progress | None, span: tuple[float, float], what: str
+    paths: Sequence[str | Path],
+    progress: Progress | None,
+    span: tuple[float, float],
+    what: str,
+    threads: int = 1,
 ) -> tuple[list[ImageSignature | None], list[tuple[int, str]]]:
     signatures: list[ImageSignature | None] = []
     unreadable: list[tuple[int, str]] = []
     start, stop = span
-    for row, path in enumerate(paths):
-        try:
-            signatures.append(signature_of_path(path))
-        except ValueError as err:  # unreadable files are reported, not fatal
+    for row, signed in enumerate(in_threads(_sign_or_error, paths, threads)):
+        if isinstance(signed, str):
             signatures.append(None)
-            unreadable.append((row, str(err)))
+            unreadable.append((row, signed))
+        else:
+            signatures.append(signed)
         if progress is not None and (row % 25 == 0 or row == len(paths) - 1):
             progress(start + (stop - start) * (row + 1) / len(paths), f"reading {what}")
     return signatures, unreadable
@@ -116,16 +152,21 @@ def _verify(
     settings: MatchSettings,
     progress: Progress | None,
     voted: set[tuple[int, int]],
+    threads: int = 1,
 ) -> list[tuple[int, int, PairEvidence]]:
-    confirmed = []
-    for done, (i, j, proper, mirror) in enumerate(candidates):
-        evidence = verify_pair(
+    def check(candidate: tuple[int, int, float, float]) -> PairEvidence | None:
+        i, j, proper, mirror = candidate
+        return verify_pair(
             left[i],
             right[j],
             scores=(proper, mirror),
             settings=settings,
             keypoints_voted=(i, j) in voted,
         )
+
+    confirmed = []
+    for done, evidence in enumerate(in_threads(check, candidates, threads)):
+        i, j = candidates[done][:2]
         if evidence is not None:
             confirmed.append((i, j, evidence))
         if progress is not None and (done % 50 == 0 or done == len(candidates) - 1):
@@ -134,7 +175,7 @@ def _verify(
 
 
 def _mask_overlays(
-    signatures: list[ImageSignature], settings: MatchSettings
+    signatures: list[ImageSignature], settings: MatchSettings, threads: int = 1
 ) -> tuple[list[ImageSignature], np.ndarray]:
     """Signatures without the keypoints on the library's recurring overlays, and which
     overlay cells each image carries."""
@@ -144,12 +185,14 @@ def _mask_overlays(
         np.stack([s.overlay_cells for s in signatures]),
         np.stack([s.cell_stds for s in signatures]),
         min_repeats=settings.overlay_min_repeats,
+        reference=settings.overlay_reference,
     )
-    masked = [
-        masked_signature(sig, content_mask(overlay[i], sig.strips, sig.grey.shape))
-        for i, sig in enumerate(signatures)
-    ]
-    return masked, overlay
+
+    def mask(i: int) -> ImageSignature:
+        sig = signatures[i]
+        return masked_signature(sig, content_mask(overlay[i], sig.strips, sig.grey.shape))
+
+    return list(in_threads(mask, range(len(signatures)), threads)), overlay
 
 
 def _check_paths(paths: Sequence[str | Path], what: str) -> list[str]:
@@ -165,50 +208,61 @@ def find_duplicate_groups(
     vectors: np.ndarray | None = None,
     settings: MatchSettings | None = None,
     progress: Progress | None = None,
+    threads: int | None = None,
 ) -> DuplicateReport:
     """Group the images of one library that are copies of one photo; flag mixed labels.
 
     ``vectors`` (optional, one row per path, e.g. the library's backbone embeddings) add each
     image's nearest neighbours as candidates, which reaches copies the windows miss.
+    ``threads``: how many to sign, search and check on (None: every core). The report is the
+    same for any count.
     """
     started = time.perf_counter()
     settings = settings or MatchSettings()
+    threads = thread_count(threads)
     paths = _check_paths(paths, "paths")
     label_list = _check_labels(labels, len(paths), "labels")
-    signatures, unreadable = _sign_all(paths, progress, (0.0, 0.6), "images")
+    signatures, unreadable = _sign_all(paths, progress, (0.0, 0.6), "images", threads)
     readable = [i for i, s in enumerate(signatures) if s is not None]
-    sigs, overlay = _mask_overlays([signatures[i] for i in readable], settings)
+    sigs, overlay = _mask_overlays([signatures[i] for i in readable], settings, threads)
 
     if progress is not None:
         progress(0.65, "searching candidate pairs")
-    scores, zooms = window_pair_scores(sigs)
+    search = SearchSettings(threads=threads)
+    scores, zooms = window_pair_scores(sigs, settings=search)
     extra: set[tuple[int, int]] = set()
     if vectors is not None:
         vecs = _check_vectors(vectors, len(paths), "vectors")[readable]
-        extra |= neighbour_pairs(vecs, k=settings.candidates_per_image)
-    extra |= neighbour_pairs(_colours(sigs), k=settings.colour_candidates_per_image)
+        extra |= neighbour_pairs(vecs, k=settings.candidates_per_image, settings=search)
+    extra |= neighbour_pairs(
+        _colours(sigs), k=settings.colour_candidates_per_image, settings=search
+    )
     # Identical pixels are copies whatever their texture (flat images have no keypoints).
     first_with: dict[str, int] = {}
     for i, sig in enumerate(sigs):
         extra.add((first_with.setdefault(sig.pixel_sha1, i), i))
-    voted = keypoint_vote_pairs(sigs, partners=settings.vote_candidates_per_image)
+    voted = keypoint_vote_pairs(
+        sigs, partners=settings.vote_candidates_per_image, settings=VoteSettings(threads=threads)
+    )
     candidates = candidate_pairs(
         scores,
         settings=settings,
         same_set=True,
-        corners=corner_pair_scores(sigs),
+        corners=corner_pair_scores(sigs, settings=search),
         zooms=zooms,
         extra_pairs=extra | voted,
     )
     if progress is not None:
         progress(0.7, "checking candidate pairs")
-    confirmed = _verify(candidates, sigs, sigs, settings, progress, voted)
+    confirmed = _verify(candidates, sigs, sigs, settings, progress, voted, threads)
 
     def check(i: int, j: int) -> PairEvidence | None:
         return verify_pair(sigs[i], sigs[j], scores=(1.0, 0.0), settings=settings)
 
     copies = [(i, j, ev) for i, j, ev in confirmed if ev.level == "copy"]
-    groups_local, extra_pairs = split_weak_groups(len(sigs), copies, check)
+    groups_local, extra_pairs = split_weak_groups(
+        len(sigs), copies, check, mapper=lambda f, pairs: in_threads(f, pairs, threads)
+    )
     pairs = [DuplicatePair(readable[i], readable[j], ev) for i, j, ev in copies + extra_pairs]
     possible = [
         DuplicatePair(readable[i], readable[j], ev)
@@ -247,6 +301,7 @@ def find_cross_duplicates(
     query_vectors: np.ndarray | None = None,
     settings: MatchSettings | None = None,
     progress: Progress | None = None,
+    threads: int | None = None,
 ) -> CrossReport:
     """Find query images that are copies of index images (e.g. a test set leaking a library).
 
@@ -255,47 +310,56 @@ def find_cross_duplicates(
     """
     started = time.perf_counter()
     settings = settings or MatchSettings()
+    threads = thread_count(threads)
+    search = SearchSettings(threads=threads)
     index_paths = _check_paths(index_paths, "index_paths")
     query_paths = _check_paths(query_paths, "query_paths")
     index_label_list = _check_labels(index_labels, len(index_paths), "index_labels")
     query_label_list = _check_labels(query_labels, len(query_paths), "query_labels")
-    index_sigs, index_bad = _sign_all(index_paths, progress, (0.0, 0.3), "index images")
-    query_sigs, query_bad = _sign_all(query_paths, progress, (0.3, 0.6), "query images")
+    index_sigs, index_bad = _sign_all(index_paths, progress, (0.0, 0.3), "index images", threads)
+    query_sigs, query_bad = _sign_all(query_paths, progress, (0.3, 0.6), "query images", threads)
     index_rows = [i for i, s in enumerate(index_sigs) if s is not None]
     query_rows = [i for i, s in enumerate(query_sigs) if s is not None]
     both, _ = _mask_overlays(
-        [query_sigs[i] for i in query_rows] + [index_sigs[i] for i in index_rows], settings
+        [query_sigs[i] for i in query_rows] + [index_sigs[i] for i in index_rows],
+        settings,
+        threads,
     )
     left, right = both[: len(query_rows)], both[len(query_rows) :]
 
     if progress is not None:
         progress(0.65, "searching candidate pairs")
-    scores, zooms = window_pair_scores(left, right)
+    scores, zooms = window_pair_scores(left, right, settings=search)
     extra: set[tuple[int, int]] = set()
     if (index_vectors is None) != (query_vectors is None):
         raise ValueError("Give both index_vectors and query_vectors, or neither.")
     if index_vectors is not None and query_vectors is not None:
         iv = _check_vectors(index_vectors, len(index_paths), "index_vectors")[index_rows]
         qv = _check_vectors(query_vectors, len(query_paths), "query_vectors")[query_rows]
-        extra |= neighbour_pairs(qv, iv, k=settings.candidates_per_image)
+        extra |= neighbour_pairs(qv, iv, k=settings.candidates_per_image, settings=search)
     k_colour = settings.colour_candidates_per_image
-    extra |= neighbour_pairs(_colours(left), _colours(right), k=k_colour)
+    extra |= neighbour_pairs(_colours(left), _colours(right), k=k_colour, settings=search)
     by_pixels: dict[str, list[int]] = {}
     for i, sig in enumerate(right):
         by_pixels.setdefault(sig.pixel_sha1, []).append(i)
     extra |= {(q, i) for q, sig in enumerate(left) for i in by_pixels.get(sig.pixel_sha1, [])}
-    voted = keypoint_vote_pairs(left, right, partners=settings.vote_candidates_per_image)
+    voted = keypoint_vote_pairs(
+        left,
+        right,
+        partners=settings.vote_candidates_per_image,
+        settings=VoteSettings(threads=threads),
+    )
     candidates = candidate_pairs(
         scores,
         settings=settings,
         same_set=False,
-        corners=corner_pair_scores(left, right),
+        corners=corner_pair_scores(left, right, settings=search),
         zooms=zooms,
         extra_pairs=extra | voted,
     )
     if progress is not None:
         progress(0.7, "checking candidate pairs")
-    confirmed = _verify(candidates, left, right, settings, progress, voted)
+    confirmed = _verify(candidates, left, right, settings, progress, voted, threads)
     confirmed = [(q, i, ev) for q, i, ev in confirmed if ev.level == "copy"]
     matches = [CrossDuplicate(query_rows[q], index_rows[i], ev) for q, i, ev in confirmed]
     conflicts = []

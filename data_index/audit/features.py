@@ -7,6 +7,7 @@ geometric check need, so each image is decoded exactly once.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -38,7 +39,7 @@ class ImageSignature:
     pixel_sha1: str
     size: tuple[int, int]  # (width, height) of the decoded image
     full_vector: np.ndarray  # (63,) unit low-frequency DCT vector of the whole image
-    window_vectors: np.ndarray  # (n_windows * 8, 63): every window under every flip/rotation
+    window_vectors: np.ndarray  # (n_windows, 63) upright windows; see dihedral_variants
     colour_vector: np.ndarray  # (4096,) float16 unit sqrt colour histogram
     grey: np.ndarray  # uint8 grey image, longer side ORB_SIDE, for matching and correlation
     keypoints: np.ndarray  # (k, 2) float32 positions in `grey`
@@ -113,9 +114,47 @@ def _dihedral_signs() -> tuple[np.ndarray, np.ndarray]:
     return flip_x, flip_x.T.copy()
 
 
-def _low_dct(patch: np.ndarray) -> np.ndarray:
-    small = cv2.resize(patch, (DCT_SIDE, DCT_SIDE), interpolation=cv2.INTER_AREA)
-    return cv2.dct(small)[:DCT_KEEP, :DCT_KEEP]
+def _area_weights(src: int, dst: int) -> np.ndarray:
+    """(dst, src) matrix of OpenCV's INTER_AREA downscale along one axis: each output pixel
+    averages the input span it covers, pixels cut by the span's ends weighted by their part."""
+    scale = src / dst
+    weights = np.zeros((dst, src))
+    for j in range(dst):
+        lo, hi = j * scale, (j + 1) * scale
+        for i in range(int(np.floor(lo)), min(src, int(np.ceil(hi)))):
+            weights[j, i] = max(0.0, min(hi, i + 1) - max(lo, i)) / scale
+    return weights
+
+
+@cache
+def _low_dct_map(side: int) -> np.ndarray:
+    """(DCT_KEEP, side) matrix taking one axis of a window to its low DCT frequencies.
+
+    Resizing to DCT_SIDE with INTER_AREA and the orthonormal DCT-II are both linear and
+    separable, so the low block of a window W is ``M_h @ W @ M_w.T``: the same numbers as
+    ``cv2.dct(cv2.resize(W, ...))[:8, :8]`` to float rounding, at a tenth of the cost.
+    """
+    k = np.arange(DCT_KEEP)[:, None]
+    n = np.arange(DCT_SIDE)[None, :]
+    dct = np.cos(np.pi * (2 * n + 1) * k / (2 * DCT_SIDE)) * np.sqrt(2.0 / DCT_SIDE)
+    dct[0] /= np.sqrt(2.0)
+    return dct @ _area_weights(side, DCT_SIDE)
+
+
+def _window_blocks(grey_square: np.ndarray) -> np.ndarray:
+    """(n_windows, 8, 8) low DCT blocks of every window of ``_windows()``, in its order."""
+    square = grey_square.astype(np.float64)
+    blocks: dict[tuple[int, int, int, int], np.ndarray] = {}
+    by_size: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for x0, y0, x1, y1 in _windows():
+        by_size.setdefault((x1 - x0, y1 - y0), []).append((x0, y0))
+    for (w, h), corners in by_size.items():
+        map_w, map_h = _low_dct_map(w), _low_dct_map(h)
+        # Columns first, once per horizontal offset, then rows per vertical offset.
+        columns = {x0: square[:, x0 : x0 + w] @ map_w.T for x0 in {x for x, _ in corners}}
+        for x0, y0 in corners:
+            blocks[(x0, y0, x0 + w, y0 + h)] = map_h @ columns[x0][y0 : y0 + h]
+    return np.stack([blocks[box] for box in _windows()]).astype(np.float32)
 
 
 def _as_vectors(blocks: np.ndarray) -> np.ndarray:
@@ -126,13 +165,36 @@ def _as_vectors(blocks: np.ndarray) -> np.ndarray:
 
 
 def window_vectors(grey_square: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Full-image vector and the vectors of every window under the 8 flips/rotations."""
+    """Full-image vector and the vectors of every upright window (see dihedral_variants)."""
+    vectors = _as_vectors(_window_blocks(grey_square))
+    return vectors[0], vectors
+
+
+@cache
+def _variant_maps() -> tuple[np.ndarray, np.ndarray]:
+    """(8, 63) source positions and signs that turn an upright window vector into each of
+    the 8 flips/rotations: identity, flip x, flip y, both, then the transposes of those four.
+
+    Flips are sign changes of the DCT, 90-degree turns a transpose plus a flip, so each
+    variant is a signed permutation of the upright vector (its norm unchanged): only upright
+    vectors are kept, an eighth of the memory.
+    """
     flip_x, flip_y = _dihedral_signs()
-    blocks = np.stack([_low_dct(grey_square[y0:y1, x0:x1]) for x0, y0, x1, y1 in _windows()])
-    # Flips are sign changes of the DCT, 90-degree turns are a transpose plus a flip.
-    upright = [blocks, blocks * flip_x, blocks * flip_y, blocks * flip_x * flip_y]
-    variants = upright + [b.transpose(0, 2, 1) for b in upright]
-    return _as_vectors(blocks[:1])[0], _as_vectors(np.concatenate(variants))
+    index, ones = np.arange(DCT_KEEP * DCT_KEEP).reshape(DCT_KEEP, DCT_KEEP), np.ones_like(flip_x)
+    upright = [(index, ones), (index, flip_x), (index, flip_y), (index, flip_x * flip_y)]
+    variants = upright + [(i.T, s.T) for i, s in upright]
+    positions = np.stack([i.reshape(-1)[1:] - 1 for i, _ in variants])  # DC stays at 0
+    signs = np.stack([s.reshape(-1)[1:] for _, s in variants]).astype(np.float32)
+    return positions, signs
+
+
+def dihedral_variants(upright: np.ndarray, rows: Sequence[int] | None = None) -> np.ndarray:
+    """(8 * len(rows), 63): the given upright window vectors under the 8 flips/rotations,
+    variant by variant (row ``d * len(rows) + k`` is window ``rows[k]`` under variant d)."""
+    picked = upright if rows is None else upright[np.asarray(rows)]
+    positions, signs = _variant_maps()
+    turned = picked[:, positions] * signs  # (windows, 8, 63)
+    return np.ascontiguousarray(turned.transpose(1, 0, 2).reshape(-1, picked.shape[1]))
 
 
 def colour_vector(rgb: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ class UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def split_weak_groups(n: int, edges: list, check) -> tuple[list[list[int]], list]:
+def split_weak_groups(n: int, edges: list, check, *, mapper=map) -> tuple[list[list[int]], list]:
     """Groups of rows joined by confirmed copy ``edges`` (i, j, evidence), where every member
     matches at least half of the other members directly.
 
@@ -33,7 +33,8 @@ def split_weak_groups(n: int, edges: list, check) -> tuple[list[list[int]], list
     photos each matched to a third through a mark the mask missed). Pairs inside a group that
     no edge covers are checked with ``check(i, j)`` (evidence or None); a member matching
     fewer than half of the others leaves the group, the weakest first. Returns the groups
-    (two or more members) and the extra edges that ``check`` confirmed.
+    (two or more members) and the extra edges that ``check`` confirmed. ``mapper(f, pairs)``
+    runs the checks (``map``, or a thread pool's ordered map).
     """
     union = UnionFind(n)
     linked: set[tuple[int, int]] = set()
@@ -43,18 +44,23 @@ def split_weak_groups(n: int, edges: list, check) -> tuple[list[list[int]], list
     components: dict[int, list[int]] = {}
     for row in range(n):
         components.setdefault(union.find(row), []).append(row)
+    joined = [m for m in components.values() if len(m) >= 2]
+    unchecked = [
+        (a, b)
+        for members in joined
+        if 2 < len(members) <= MAX_CHECKED_GROUP
+        for a, b in combinations(members, 2)
+        if (a, b) not in linked
+    ]
     extra = []
+    for (a, b), evidence in zip(
+        unchecked, mapper(lambda pair: check(*pair), unchecked), strict=True
+    ):
+        if evidence is not None and evidence.level == "copy":
+            linked.add((a, b))
+            extra.append((a, b, evidence))
     groups: list[list[int]] = []
-    for members in components.values():
-        if len(members) < 2:
-            continue
-        if len(members) > 2:
-            for a, b in combinations(members, 2):
-                if (a, b) not in linked and len(members) <= MAX_CHECKED_GROUP:
-                    evidence = check(a, b)
-                    if evidence is not None and evidence.level == "copy":
-                        linked.add((a, b))
-                        extra.append((a, b, evidence))
+    for members in joined:
         groups.extend(_split(members, linked))
     return groups, extra
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from data_index.audit.features import ORB_FEATURES, ImageSignature
+from data_index.audit.features import ORB_FEATURES, ImageSignature, dihedral_variants
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,9 @@ class MatchSettings:
     max_scale: float = 3.0  # larger zoom between copies is treated as a different photo
     # A mark found at one place in this many other, unrelated images is an overlay (masked).
     overlay_min_repeats: int = 3
+    # Images each image's cells are compared with to learn the overlays (see overlays.py);
+    # a larger library is compared with a seeded sample of this many.
+    overlay_reference: int = 2000
     # Inliers must spread over the photo: their hull covers at least this share of one of the
     # two images (a logo or a ruler is a few per cent; the zoomed side of a re-shot is most).
     min_spread: float = 0.03
@@ -98,8 +101,8 @@ def window_scores(
     if not rows or not cols:
         return out, zooms
     full = np.stack([s.full_vector for s in rows])
-    per_col = cols[0].window_vectors.shape[0]
-    windows = np.concatenate([s.window_vectors for s in cols])  # (m * per_col, 63)
+    per_col = 8 * cols[0].window_vectors.shape[0]
+    windows = np.concatenate([dihedral_variants(s.window_vectors) for s in cols])  # (m*per_col, 63)
     for start in range(0, len(rows), chunk):
         block = full[start : start + chunk] @ windows.T
         per_window = block.reshape(len(block), len(cols), 8, per_col // 8)
@@ -217,7 +220,9 @@ def _fit(
 ) -> PairEvidence | None:
     """Match a's keypoints to b's (or to b mirrored), fit an affine map, test the alignment."""
     # The strongest keypoints of a 2x zoom and of its source differ: a close window match,
-    # or keypoints that already voted for each other, skip the screen.
+    # or keypoints that already voted for each other, skip the screen. (Looking a's
+    # strongest up among all of b's instead lost real copies: more of b's keypoints make
+    # the ratio test stricter.)
     if screen and score < settings.screen_skip_score:
         # Most candidates are different photos: a look at the strongest keypoints settles
         # those at a tenth of the cost of matching all of them.

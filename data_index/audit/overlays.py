@@ -128,31 +128,51 @@ def _agreeing(block_a, norms_a, std_a, block_b, norms_b, std_b) -> np.ndarray:
     return d2 < limit
 
 
-def learn_overlay_cells(cells: np.ndarray, stds: np.ndarray, *, min_repeats: int) -> np.ndarray:
+def learn_overlay_cells(
+    cells: np.ndarray, stds: np.ndarray, *, min_repeats: int, reference: int | None = None
+) -> np.ndarray:
     """(n, positions) bool: the cells of each image that recur in ``min_repeats`` or more
-    other images that are not copies of it. ``cells`` is (n, positions, 36)."""
+    other images that are not copies of it. ``cells`` is (n, positions, 36).
+
+    Every image is compared with every other, which grows with the square of the library.
+    With ``reference`` set and a larger library, each image is compared with a seeded sample
+    of that many images instead: a mark must then recur ``min_repeats`` times in the sample,
+    so it is learned when it is on about ``min_repeats / reference`` of the library or more
+    (an atlas's logo is on all its photos; a mark on a handful of 10,000 photos is missed,
+    and the correlation test of the pair check still stands against it).
+    """
     n = len(cells)
     textured = stds >= MIN_CELL_STD
     overlay = np.zeros((n, N_POSITIONS), dtype=bool)
     if n < min_repeats + 1:
         return overlay
+    if reference is not None and n > reference:
+        ref = np.sort(np.random.default_rng(0).choice(n, size=reference, replace=False))
+    else:
+        ref = np.arange(n)
+    is_ref = np.full(n, -1, dtype=np.int64)
+    is_ref[ref] = np.arange(len(ref))
     counts = np.zeros((n, N_POSITIONS), dtype=np.int32)
-    shared = np.zeros((n, n), dtype=np.int32)  # textured cells two images agree on
+    shared = np.zeros((n, len(ref)), dtype=np.int16)  # textured cells two images agree on
     for p in range(N_POSITIONS):
         rows = np.flatnonzero(textured[:, p])
-        if len(rows) < 2:
+        cols = rows[is_ref[rows] >= 0]
+        if len(rows) < 2 or len(cols) == 0:
             continue
         x = cells[rows, p].astype(np.float32)
-        norms = (x * x).sum(axis=1)
-        match = _agreeing(x, norms, stds[rows, p], x, norms, stds[rows, p])
-        np.fill_diagonal(match, False)
+        y = cells[cols, p].astype(np.float32)
+        match = _agreeing(
+            x, (x * x).sum(axis=1), stds[rows, p], y, (y * y).sum(axis=1), stds[cols, p]
+        )
+        match[np.searchsorted(rows, cols), np.arange(len(cols))] = False  # not with itself
         counts[rows, p] = match.sum(axis=1)
-        shared[np.ix_(rows, rows)] += match
+        shared[np.ix_(rows, is_ref[cols])] += match
     n_textured = textured.sum(axis=1)
-    limit = COPY_FRACTION * np.minimum(n_textured[:, None], n_textured[None, :])
-    np.fill_diagonal(shared, 0)
-    for i, j in zip(*np.nonzero((shared > limit) & (shared > 0)), strict=True):
+    limit = COPY_FRACTION * np.minimum(n_textured[:, None], n_textured[ref][None, :])
+    shared[ref, np.arange(len(ref))] = 0
+    for i, r in zip(*np.nonzero((shared > limit) & (shared > 0)), strict=True):
         # Copies of one photo agree nearly everywhere: they are not evidence of a mark.
+        j = ref[r]
         both = textured[i] & textured[j]
         x, y = cells[i].astype(np.float32), cells[j].astype(np.float32)
         d2 = ((x - y) ** 2).sum(axis=1)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from usearch.index import Index
 
-from data_index.audit.candidates import top_per_image
+from data_index.audit.candidates import add_threads, top_per_image
 from data_index.audit.features import ImageSignature
 
 DESCRIPTOR_BITS = 256  # ORB descriptors: 32 bytes
@@ -34,8 +34,10 @@ class VoteSettings:
     ratio: float = 0.8  # the nearest other image's descriptor against the next one
     min_votes: int = 1
     connectivity: int = 16
-    expansion_add: int = 32
-    expansion_search: int = 32
+    # 16 found as many true pairs as 32 on the audit benchmark, at under half the time.
+    expansion_add: int = 16
+    expansion_search: int = 16
+    threads: int = 1  # usearch's own threads for adding and searching (0: every core)
 
 
 def _descriptors(signatures: Sequence[ImageSignature], per_image: int):
@@ -60,7 +62,8 @@ def _index(descriptors: np.ndarray, settings: VoteSettings) -> Index:
         expansion_add=settings.expansion_add,
         expansion_search=settings.expansion_search,
     )
-    index.add(np.arange(len(descriptors), dtype=np.uint64), descriptors)
+    threads = add_threads(len(descriptors), settings.threads)
+    index.add(np.arange(len(descriptors), dtype=np.uint64), descriptors, threads=threads)
     return index
 
 
@@ -74,7 +77,7 @@ def _votes(
     settings: VoteSettings,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(query image, target image) of every descriptor vote, one row per vote."""
-    found = index.search(queries, settings.neighbours)
+    found = index.search(queries, settings.neighbours, threads=settings.threads)
     keys = np.asarray(found.keys).reshape(len(queries), -1).astype(np.int64)
     dist = np.asarray(found.distances).reshape(len(queries), -1)
     valid = (keys >= 0) & (keys < len(target_owner))
