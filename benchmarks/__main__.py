@@ -29,7 +29,7 @@ from benchmarks.embedded import ARCHITECTURE_ONLY, parse_conventions
 from benchmarks.latency import LatencySettings
 from benchmarks.protocols import REGISTRY, choices_text, parse_protocols
 from benchmarks.records import export_csv, queries_path, read_records
-from benchmarks.report import load, markdown_report, save_plots
+from benchmarks.report.markdown import load, markdown_report, save_plots
 from benchmarks.runner import BenchmarkCancelled, check_backbones, open_library, run_benchmark
 from data_index.locations import cache_root, slug
 from data_index.variants import VARIANTS, parse_variants

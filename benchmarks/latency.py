@@ -8,12 +8,11 @@ warm-up, device synchronised, median of repeats (benchmarks.timing).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
-from benchmarks.timing import Timing, time_callable
+from benchmarks.timing import Timing, machine_description, time_callable
 from data_index.case_index import CaseIndex
 from models import Backbone
 
@@ -109,7 +108,7 @@ def time_usearch(index: CaseIndex, *, settings: LatencySettings) -> Timing:
 # The timing keys every record carries; latency records carry the full spread as well.
 SUMMARY_KEYS: tuple[str, ...] = (
     "embed_s_per_image",
-    "embed_median_per_item_s",  # the key benchmarks.plots reads by default (same value)
+    "embed_median_per_item_s",  # the key benchmarks.report.plots reads by default (same value)
     "embed_batch_size",
     "search_s_per_query",
     "usearch_s_per_query",
@@ -129,6 +128,7 @@ def latency_fields(
     """Every timing key of a run: medians, spreads, repeats, batch size, and the totals."""
     per_image = embed.median_per_item_s
     per_query = search.median_per_item_s
+    machine = machine_description()
     fields = {
         **embed.as_record(prefix="embed_"),
         **search.as_record(prefix="search_"),
@@ -141,7 +141,7 @@ def latency_fields(
         "usearch_s_per_query": usearch.median_per_item_s,
         "total_s_per_image": per_image + per_query,
         # What else the machine was doing: timings under a load above its core count are slow.
-        "load_average_1m": os.getloadavg()[0],
-        "cpu_count": os.cpu_count(),
+        "load_average_1m": (machine["load_average"] or [None])[0],
+        "cpu_count": machine["cpu_count"],
     }
     return {key: _significant(value) for key, value in fields.items()}

@@ -58,7 +58,7 @@ from benchmarks.text_protocols import (
     text_to_image,
     zero_shot_classification,
 )
-from benchmarks.trust_eval import coverage_records, flag_rates, folds_of, ood_scores
+from benchmarks.trust.signals import coverage_records, flag_rates, folds_of, ood_scores
 from data_index.audit import queries_with_copy
 
 # Pham et al. (2025) reports Top-1/2/5/10/20; Mahbod et al. (2024) and Denner et al. (2024) use 5
@@ -453,8 +453,8 @@ def run_reference_classifier(view: Embedded) -> list[dict]:
     paper=None,
 )
 def run_search_trust(view: Embedded) -> list[dict]:
-    """Records of `benchmarks.trust_eval`; detection of other libraries' photos needs two
-    libraries at once and is measured by `python -m benchmarks.trust_report`."""
+    """Records of `benchmarks.trust.signals`; detection of other libraries' photos needs two
+    libraries at once and is measured by `python -m benchmarks.trust`."""
     base = {"protocol": "search-trust", "class": None, "exclusion": DEFAULT_EXCLUSION}
     out = []
     for r in coverage_records(

@@ -3,8 +3,11 @@
 Owns the case library (``library``: folders, manifests, zips via ``archive``; file checks in
 ``validation``), the duplicate audit, embedding extraction and its cache (``embed``,
 ``embed_cache``), the index of one library under one backbone (``case_index``, saved by
-``store``, queried through ``search``) and where derived files live (``locations``). Imports
-``models`` and nothing above it: no benchmarks, no UI.
+``store``, queried through ``search``) and where derived files live (``locations``). On top of a
+search: its trust signals (``trust``, ``trusted_search``), retrieval variants (``variants``,
+``variant_search``), similarity maps (``explain``), backbones side by side (``compare``), Hub
+datasets (``hub``) and relocatable index bundles (``bundle``). Imports ``models`` and nothing
+above it: no benchmarks, no UI.
 """
 
 from data_index.archive import UnsafeArchive

@@ -20,6 +20,7 @@ from PIL import Image
 
 from data_index.case_index import CaseIndex
 from data_index.library import CaseLibrary
+from data_index.trust import DEFAULT_COVERAGE, ConformalVote, vote_shares
 from data_index.variant_search import PreparedVariant, mirrored_query
 from models import Backbone
 
@@ -68,6 +69,10 @@ class BackboneRow:
     embed_ms: float
     search_ms: float
     variant: str | None = None  # the retrieval variant that ranked this row (None: plain)
+    # The conformal prediction set of the vote, as the Search tab shows it; empty when the row
+    # has no calibration (a variant's ranking, a text query).
+    prediction_set: tuple[str, ...] = ()
+    coverage: float | None = None
 
     @property
     def ms(self) -> float:
@@ -90,6 +95,16 @@ class BackboneRow:
             **({} if self.hit_at_k is None else {"hit_at_k": self.hit_at_k}),
             "ms": round(self.ms, 2),
             "variant": self.variant,
+            **(
+                {}
+                if self.coverage is None
+                else {
+                    "prediction_set": {
+                        "labels": list(self.prediction_set),
+                        "coverage": self.coverage,
+                    }
+                }
+            ),
         }
 
 
@@ -233,9 +248,13 @@ def compare_row(
     *,
     k: int,
     variant: PreparedVariant | None = None,
+    calibration: ConformalVote | None = None,
+    coverage: float = DEFAULT_COVERAGE,
 ) -> BackboneRow:
     """One backbone's row: its top-k by cosine (or ranked by a retrieval ``variant`` prepared
-    for this index), framed against the query's diagnosis."""
+    for this index), framed against the query's diagnosis. With a ``calibration`` of this
+    index at this k (``trusted_search.vote_calibration``), a plain photo or case query also
+    gets the vote's prediction set at ``coverage``."""
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive whole number, not {k!r}.")
     if variant is not None and query.kind == "text":
@@ -273,6 +292,14 @@ def compare_row(
     labels = [h.label for h in hits]
     vote, share = weighted_vote(labels, [h.score for h in hits])
     first = next((h.rank for h in hits if h.verdict == "match"), None)
+    likely: tuple[str, ...] = ()
+    calibrated = calibration is not None and variant is None and query.kind != "text" and hits
+    if calibrated:
+        classes = list(calibration.classes)
+        codes = np.array([[classes.index(label) for label in labels]])
+        scores = np.array([[h.score for h in hits]])
+        shares = vote_shares(codes, scores, n_classes=len(classes), metric="cosine")[0]
+        likely = tuple(calibration.labels(shares, coverage=coverage))
     return BackboneRow(
         key=backbone.key,
         name=backbone.spec.name,
@@ -285,6 +312,8 @@ def compare_row(
         embed_ms=embed_ms,
         search_ms=search_ms,
         variant=variant.name if variant is not None else None,
+        prediction_set=likely,
+        coverage=coverage if calibrated else None,
     )
 
 
@@ -313,14 +342,19 @@ def compare(
     *,
     k: int,
     variants: Sequence[PreparedVariant | None] | None = None,
+    calibrations: Sequence[ConformalVote | None] | None = None,
 ) -> Comparison:
     """Every backbone's row (each ranked by its prepared retrieval variant, when given), then
-    the overlaps: what the command line prints."""
+    the overlaps: what the command line prints. ``calibrations``, one per index, give the plain
+    rows their prediction sets."""
     variants = list(variants) if variants is not None else [None] * len(indexed)
-    if len(variants) != len(indexed):
-        raise ValueError("Give one prepared variant (or None) per backbone.")
+    calibrations = list(calibrations) if calibrations is not None else [None] * len(indexed)
+    if len(variants) != len(indexed) or len(calibrations) != len(indexed):
+        raise ValueError("Give one prepared variant and one calibration (or None) per backbone.")
     rows = [
-        compare_row(index, backbone, query, k=k, variant=variant)
-        for (index, backbone), variant in zip(indexed, variants, strict=True)
+        compare_row(index, backbone, query, k=k, variant=variant, calibration=calibration)
+        for (index, backbone), variant, calibration in zip(
+            indexed, variants, calibrations, strict=True
+        )
     ]
     return assemble(query, rows, k=k)

@@ -27,7 +27,7 @@ from data_index.compare_render import overlap_lines, row_summary, save_sheet
 from data_index.library import CaseLibrary
 from data_index.locations import default_index_dir
 from data_index.store import POINTER, IndexMismatch
-from data_index.trusted_search import cached_copy_groups
+from data_index.trusted_search import cached_copy_groups, vote_calibration
 from data_index.variant_search import IN_SEARCH, parse_search_variant, prepare_for_library
 
 
@@ -112,7 +112,17 @@ def cmd_compare(args: argparse.Namespace, *, tools: CliTools) -> int:
                 group_ids=cached_copy_groups(index, library),
             )
         )
-    comparison = compare(indexed, query, k=args.k, variants=prepared)
+    # Prediction sets calibrated as the Search tab does: each index, leave-one-case-out at this
+    # k. They belong to the plain ranking, so a variant's rows have none.
+    calibrations = [
+        None
+        if variant is not None
+        else vote_calibration(
+            index, k=args.k, metric="cosine", group_ids=cached_copy_groups(index, library)
+        )
+        for index, _ in indexed
+    ]
+    comparison = compare(indexed, query, k=args.k, variants=prepared, calibrations=calibrations)
     if args.sheet:
         saved = save_sheet(comparison, args.sheet, query_image=query_image)
         # On stderr with --json, so that stdout stays one JSON document.

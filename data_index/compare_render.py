@@ -120,10 +120,14 @@ def caption(hit: ComparedHit, *, hide_label: bool = False) -> str:
 
 
 def row_summary(row: BackboneRow, *, k: int, hide_label: bool = False) -> str:
-    """'Vote: BA-impetigo (6 of 10) · hit at 10: yes, first at #1 · 41 ms'."""
+    """'vote: BA-impetigo (6 of 10) · likely diagnoses (90% coverage): BA-impetigo · hit at 10:
+    yes, first at #1 · 41 ms'."""
     parts = [f"ranked with: {VARIANTS[row.variant].title}"] if row.variant else []
     if not hide_label and row.vote:
         parts.append(f"vote: {row.vote} ({row.vote_count} of {len(row.hits)})")
+    if not hide_label and row.prediction_set and row.coverage is not None:
+        likely = ", ".join(row.prediction_set)
+        parts.append(f"likely diagnoses ({row.coverage:.0%} coverage): {likely}")
     if not hide_label and row.hit_at_k is not None:
         found = f"yes, first at #{row.first_match}" if row.hit_at_k else "no"
         parts.append(f"hit at {k}: {found}")
@@ -186,8 +190,9 @@ def contact_sheet(
     for row, row_tiles, h in zip(rows, tiles, row_h, strict=True):
         draw.text((left_w, y), row.name, fill=(20, 20, 20), font=_font(28))
         name_w = draw.textlength(row.name, font=_font(28))
-        summary = row_summary(row, k=len(row.hits))
-        draw.text((left_w + name_w + 24, y + 6), summary, fill=(70, 70, 70), font=_font(22))
+        x = left_w + name_w + 24
+        summary = _fit(draw, row_summary(row, k=len(row.hits)), font=_font(22), width=width - x - 8)
+        draw.text((x, y + 6), summary, fill=(70, 70, 70), font=_font(22))
         for i, tile in enumerate(row_tiles):
             sheet.paste(tile, (left_w + i * (size + gap), y + name_h))
         y += h
@@ -244,7 +249,8 @@ def row_html(row: BackboneRow, *, k: int, tile_px: int = 192, hide_label: bool =
         text = html.escape(caption(hit, hide_label=hide_label))
         verdict = "unknown" if hide_label else hit.verdict
         figures.append(
-            f'<figure class="cmp-hit" data-verdict="{verdict}" data-shared="{int(hit.shared)}">'
+            f'<figure class="cmp-hit" data-verdict="{verdict}" data-shared="{int(hit.shared)}" '
+            f'data-rank="{hit.rank}">'
             f'<img src="{tile}" alt="{text}"><figcaption>{text}</figcaption></figure>'
         )
     summary = html.escape(row_summary(row, k=k, hide_label=hide_label))

@@ -23,7 +23,7 @@ SHOW_MAPS, SHOW_PHOTOS = "maps", "photos"
 VIEW_PX = 448  # both photos are drawn (and mapped) at most this large
 MEANING = (
     "For each part of one photo: how much it looks like its best-matching "
-    "part of the other, in the eyes of {backbone}, the backbone of this search. What the "
+    "part of the other, in the eyes of {backbone}, the backbone that found this case. What the "
     "whole photo has everywhere (plain skin, the lighting) is discounted first, so bright "
     "parts are what the two photos specifically share. It shows where the likeness sits, not "
     "how the ranking score adds up, and it is not a reason for a diagnosis."
@@ -78,41 +78,56 @@ class ExplainHandlers:
         if mode == "text":
             return _note("A text query has no photo to compare the case with.")
         query = self._query_photo(library_path, mode, photo, case_relpath)
-        case = _shrunk(open_image(hit["path"]))
+        case = open_image(hit["path"])
         titles = ("Query", f"Case #{hit['rank']}: {hit['label']}")
-        if show != SHOW_MAPS:
-            return _pair_html([query, case], titles, legend="")
-        backbone = self.state.backbone(backbone_key)
-        if backbone.random_weights:
-            return _pair_html(
-                [query, case],
-                titles,
-                legend=_note(
-                    "No map: this backbone runs with random weights (architecture only), so a "
-                    "map from it would explain nothing."
-                ),
-            )
-        started = time.perf_counter()
-        try:
-            maps = similarity_maps(backbone, query=query, match=case)
-        except NoSpatialMap as err:
-            return _pair_html([query, case], titles, legend=_note(f"No map: {err}"))
-        seconds = time.perf_counter() - started
-        images = [overlay(query, maps.query.heat), overlay(case, maps.match.heat)]
-        return _pair_html(images, titles, legend=_legend(backbone.spec.name, seconds))
+        return draw_pair(self.state, backbone_key, query=query, case=case, titles=titles, show=show)
 
     def _query_photo(
         self, library_path: str, mode: str, photo: Image.Image | None, case_relpath: str | None
     ) -> Image.Image:
         if mode == "photo" and photo is not None:
             # The session keeps the query as JPEG bytes (small state per visitor).
-            return _shrunk(open_image(expand_photo(photo)))
+            return open_image(expand_photo(photo))
         if mode == "case" and case_relpath:
             cases = self.state.library(library_path).cases
             rows = cases[cases["relpath"] == case_relpath]
             if len(rows):
-                return _shrunk(open_image(rows.iloc[0]["path"]))
+                return open_image(rows.iloc[0]["path"])
         raise ValueError("The query photo is gone: search again, then click the result.")
+
+
+def draw_pair(
+    state: AppState,
+    backbone_key: str,
+    *,
+    query: Image.Image,
+    case: Image.Image,
+    titles: tuple[str, str],
+    show: str,
+) -> str:
+    """Query and case side by side as HTML: photos only, or with ``backbone_key``'s similarity
+    maps, their legend and what they mean; a sentence instead of a map that would mislead."""
+    query, case = _shrunk(query), _shrunk(case)
+    if show != SHOW_MAPS:
+        return _pair_html([query, case], titles, legend="")
+    backbone = state.backbone(backbone_key)
+    if backbone.random_weights:
+        return _pair_html(
+            [query, case],
+            titles,
+            legend=_note(
+                "No map: this backbone runs with random weights (architecture only), so a "
+                "map from it would explain nothing."
+            ),
+        )
+    started = time.perf_counter()
+    try:
+        maps = similarity_maps(backbone, query=query, match=case)
+    except NoSpatialMap as err:
+        return _pair_html([query, case], titles, legend=_note(f"No map: {err}"))
+    seconds = time.perf_counter() - started
+    images = [overlay(query, maps.query.heat), overlay(case, maps.match.heat)]
+    return _pair_html(images, titles, legend=_legend(backbone.spec.name, seconds))
 
 
 def _shrunk(image: Image.Image) -> Image.Image:

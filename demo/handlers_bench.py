@@ -16,11 +16,12 @@ from pathlib import Path
 import pandas as pd
 import plotly.graph_objects as go
 
-from benchmarks import plots, runner
+from benchmarks import runner
 from benchmarks.__main__ import RUNS_FOLDER
 from benchmarks.protocols import REGISTRY
 from benchmarks.records import read_records, read_variant_records, records_files
-from benchmarks.report_tables import latest_runs
+from benchmarks.report import plots
+from benchmarks.report.tables import latest_runs
 from data_index import cache_root
 from data_index.locations import REPO_ROOT, slug
 from demo.state import AppState, Cancelled, Progress

@@ -176,11 +176,22 @@ def compare_stream(
 
     def run_row(key: str, index) -> None:
         try:
-            prepared = None
+            prepared, calibration = None, None
             if variant is not None:
                 groups = cached_copy_groups(index, library)
                 prepared = state.variant(library_path, key, variant, groups=groups)
-            done[key] = compare_row(index, state.backbone(key), query, k=k, variant=prepared)
+            elif query.kind != "text":
+                _, calibration, _ = hs.trust_inputs(
+                    state, library_path, index, k=k, metric="cosine"
+                )
+            done[key] = compare_row(
+                index,
+                state.backbone(key),
+                query,
+                k=k,
+                variant=prepared,
+                calibration=calibration,
+            )
         except ValueError as err:
             shown.errors[key] = str(err)
             html[key] = message_html(key, str(err))
@@ -212,6 +223,16 @@ def redraw(shown: Shown | None, *, hide_labels: bool) -> tuple[list[str], str]:
     html |= {key: message_html(key, text) for key, text in shown.errors.items()}
     keys = [r.key for r in comparison.rows] + list(shown.errors)
     return _row_slots(html, keys), overlap_markdown(comparison)
+
+
+def picked_hit(shown: Shown | None, *, backbone: str, rank: int):
+    """(row, hit) of a case clicked in a row of the last comparison."""
+    rows = shown.comparison.rows if shown is not None and shown.comparison is not None else ()
+    row = next((r for r in rows if r.key == backbone), None)
+    hit = next((h for h in row.hits if h.rank == rank), None) if row is not None else None
+    if hit is None:
+        raise ValueError("That case is no longer shown: run the comparison again, then click it.")
+    return row, hit
 
 
 def query_line(shown: Shown | None) -> str:

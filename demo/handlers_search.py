@@ -237,7 +237,7 @@ def parse_coverage(coverage: object) -> float:
     return value
 
 
-def _trust_inputs(state: AppState, library_path: str, idx, *, k: int, metric: str):
+def trust_inputs(state: AppState, library_path: str, idx, *, k: int, metric: str):
     """Duplicate groups (when audited), the vote's calibration and the similarity threshold of
     this index, computed once per index version and setting."""
     library = state.library(library_path)
@@ -297,7 +297,7 @@ def run_search(
     library = state.library(library_path)
     idx = state.index(library_path, backbone_key, progress=progress)
     backbone = state.backbone(backbone_key)
-    groups, calibration, threshold = _trust_inputs(state, library_path, idx, k=k, metric=metric)
+    groups, calibration, threshold = trust_inputs(state, library_path, idx, k=k, metric=metric)
     notes: list[str] = []
     if variant_name is not None and mode == "text":
         notes.append("Retrieval variants rank photos: this text search is the plain one.")

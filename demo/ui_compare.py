@@ -13,14 +13,30 @@ from data_index.compare import MAX_BACKBONES
 from data_index.compare_render import ROW_CSS
 from demo.arguments import checked_by_handler
 from demo.errors import guarded, log_unexpected, user_message
+from demo.explain_view import SHOW_MAPS, SHOW_PHOTOS, draw_pair
 from demo.state import AppState
-from models import get_spec
+from models import get_spec, open_image
 
 INTRO = (
     "Put 2 to 4 backbones side by side on one query. Each row is one backbone's nearest cases: "
     "**green ✓** same diagnosis as the query, **red ✗** a different one, **SHARED** another "
-    "backbone found the same case. Research and teaching tool, not a diagnostic device."
+    "backbone found the same case. Click a case to see it large beside the query. Research and "
+    "teaching tool, not a diagnostic device."
 )
+CLOSER_HINT = (
+    "Click a case in any row to see it large beside the query, with the similarity maps of "
+    "that row's backbone."
+)
+# A click on a tile sends its row's backbone and its rank; the listener sits on the slot, which
+# stays while its rows are redrawn.
+PICK_JS = (
+    "element.addEventListener('click', (e) => {"
+    " const fig = e.target.closest('figure.cmp-hit');"
+    " const row = e.target.closest('.cmp-row');"
+    " if (fig && row) { trigger('click', {backbone: row.dataset.backbone,"
+    " rank: Number(fig.dataset.rank)}); } });"
+)
+TAB_CSS = ".cmp-tiles figure.cmp-hit { cursor: zoom-in; }"
 
 
 @dataclass
@@ -90,6 +106,33 @@ class CompareEvents:
         rows, overlap = hc.redraw(shown, hide_labels=bool(hide))
         return (*(gr.HTML(row, visible=bool(row)) for row in rows), overlap)
 
+    def look_closer(self, evt: gr.EventData, *, shown, hide, show):
+        """The clicked case large beside the query, with its row's backbone's maps."""
+        data = getattr(evt, "_data", None) or {}
+        row, hit = hc.picked_hit(shown, backbone=str(data.get("backbone")), rank=int(data["rank"]))
+        return self._closer(shown, row, hit, hide=hide, show=show), (row.key, hit.rank)
+
+    def redraw_closer(self, *, shown, picked, hide, show):
+        if not picked:
+            return _hint()
+        row, hit = hc.picked_hit(shown, backbone=picked[0], rank=int(picked[1]))
+        return self._closer(shown, row, hit, hide=hide, show=show)
+
+    def _closer(self, shown, row, hit, *, hide, show) -> str:
+        comparison = shown.comparison
+        if comparison.query.kind == "text":
+            return _hint("A text query has no photo to set beside the case.")
+        diagnosis = "diagnosis hidden" if hide else hit.label
+        titles = ("Query", f"{row.name}, case #{hit.rank}: {diagnosis}")
+        return draw_pair(
+            self.state,
+            row.key,
+            query=open_image(shown.query_image),
+            case=open_image(hit.path),
+            titles=titles,
+            show=show,
+        )
+
     def save_page(self, *, shown):
         return gr.File(value=hc.export_html(shown), visible=True)
 
@@ -122,6 +165,10 @@ class CompareEvents:
     def pick_disagreement(self, evt: gr.SelectData, *, relpaths, a, b):
         picked = "Picked a query from the disagreement explorer."
         return "case", relpaths[evt.index], picked, [a, b], gr.Tabs(selected="case")
+
+
+def _hint(text: str = CLOSER_HINT) -> str:
+    return f"<p class='ds-muted'>{text}</p>"
 
 
 def build_compare_tab(state: AppState, *, library: gr.Dropdown, runnable: list) -> CompareTab:
@@ -199,8 +246,16 @@ def build_compare_tab(state: AppState, *, library: gr.Dropdown, runnable: list) 
             variant_md = gr.Markdown("", elem_id="cmp-variant-info")
             run_btn = gr.Button("Compare", variant="primary", elem_id="cmp-run")
     query_md = gr.HTML("", elem_id="cmp-query")
-    slots = [gr.HTML("", elem_id=f"cmp-row-{i}") for i in range(MAX_BACKBONES)]
+    slots = [gr.HTML("", elem_id=f"cmp-row-{i}", js_on_load=PICK_JS) for i in range(MAX_BACKBONES)]
     overlap = gr.Markdown("", elem_id="cmp-overlap")
+    picked = gr.State(None)  # (backbone, rank) of the case shown large
+    closer_toggle = gr.Radio(
+        choices=[("Similarity maps", SHOW_MAPS), ("Photos only", SHOW_PHOTOS)],
+        value=SHOW_MAPS,
+        label="Look closer: the query and a clicked case side by side",
+        elem_id="cmp-closer-toggle",
+    )
+    closer = gr.HTML(_hint(), elem_id="cmp-closer")
     with gr.Row():
         html_btn = gr.Button("Save as a web page (HTML)", elem_id="cmp-save-html", size="sm")
         sheet_btn = gr.Button("Save as a slide (PNG)", elem_id="cmp-save-png", size="sm")
@@ -216,7 +271,7 @@ def build_compare_tab(state: AppState, *, library: gr.Dropdown, runnable: list) 
         settings = {"columns": 4, "height": 380, "allow_preview": False, "buttons": []}
         gallery_a = gr.Gallery(label="Only A right", elem_id="cmp-only-a", **settings)
         gallery_b = gr.Gallery(label="Only B right", elem_id="cmp-only-b", **settings)
-    gr.HTML(f"<style>{ROW_CSS}</style>", elem_id="cmp-style", padding=False)
+    gr.HTML(f"<style>{ROW_CSS}{TAB_CSS}</style>", elem_id="cmp-style", padding=False)
 
     query_inputs = {
         "library_path": library,
@@ -237,7 +292,7 @@ def build_compare_tab(state: AppState, *, library: gr.Dropdown, runnable: list) 
         outputs=outputs,
         api_name="compare",
         concurrency_limit=2,
-    )
+    ).then(lambda: (_hint(), None), None, [closer, picked], api_name=False)
     for setting in (variant, backbones, library):
         setting.change(
             guarded(events.variant_info),
@@ -251,6 +306,22 @@ def build_compare_tab(state: AppState, *, library: gr.Dropdown, runnable: list) 
         outputs=[*slots, overlap],
         api_name=False,
     )
+    closer_inputs = {"shown": shown, "hide": hide, "show": closer_toggle}
+    for slot in slots:
+        slot.click(
+            guarded(events.look_closer),
+            inputs_kwargs=closer_inputs,
+            outputs=[closer, picked],
+            api_name=False,
+            concurrency_limit=2,
+        )
+    for setting in (closer_toggle, hide):
+        setting.change(
+            guarded(events.redraw_closer),
+            inputs_kwargs={**closer_inputs, "picked": picked},
+            outputs=[closer],
+            api_name=False,
+        )
     examples.select(
         guarded(events.pick_compare_case),
         inputs_kwargs={"examples": examples_state},

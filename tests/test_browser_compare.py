@@ -1,6 +1,7 @@
 """Compare tab in a real headless Chromium: one library case on two backbones, both rows framed
 correctly (caption marks and the frame colours Chromium drew), the shared cases marked, and the
-overlap sentence agreeing with the rows. Screenshots land in ``artifacts/`` (gitignored)."""
+overlap sentence agreeing with the rows; a clicked case opens large with its row's similarity
+maps. Screenshots land in ``artifacts/`` (gitignored)."""
 
 from __future__ import annotations
 
@@ -143,6 +144,26 @@ def test_compare_two_backbones_on_a_library_case(app):
             assert query_label in page.locator("#cmp-query").inner_text()
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "browser-compare.png"), full_page=True)
+
+            # One click on a case in a row opens it large beside the query, with that row's
+            # backbone's similarity maps; colour + texture says it has none.
+            closer = page.locator("#cmp-closer")
+            page.locator(".cmp-row[data-backbone='efficientnet-lite0'] .cmp-hit").nth(1).click()
+            closer.locator("#explain-legend").get_by_text("most alike").wait_for()
+            assert closer.locator("img").count() == 2
+            title = closer.locator("figcaption").nth(1).inner_text()
+            assert title.startswith("EfficientNet-Lite0 (ImageNet), case #2: "), title
+            page.screenshot(path=str(ARTIFACTS / "browser-compare-closer.png"), full_page=True)
+            page.locator(".cmp-row[data-backbone='color-texture'] .cmp-hit").nth(0).click()
+            closer.get_by_text("no per-location map").wait_for()
+            assert closer.locator("#explain-legend").count() == 0
+            assert "case #1" in closer.locator("figcaption").nth(1).inner_text()
+            page.locator("#cmp-closer-toggle").get_by_text("Photos only").click()
+            page.wait_for_function(
+                """() => !document.querySelector('#cmp-closer')
+                    .textContent.includes('no per-location map')"""
+            )
+            assert closer.locator("img").count() == 2
         except Exception:
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "browser-compare-failure.png"), full_page=True)

@@ -25,7 +25,8 @@ from data_index.compare import (
     resolve_case,
     weighted_vote,
 )
-from data_index.compare_render import SLIDE, comparison_html, contact_sheet, row_html
+from data_index.compare_render import SLIDE, comparison_html, contact_sheet, row_html, row_summary
+from data_index.trusted_search import vote_calibration
 from models import load_backbone
 
 PER_CLASS = 5
@@ -110,6 +111,24 @@ def test_case_query_rows_overlap_and_frames(built):
     assert data["pairs"][0]["shared"] == len(shared)
 
 
+def test_rows_carry_the_prediction_set_of_their_calibration(built):
+    library, indexed = built
+    query = CompareQuery(kind="case", relpath="blue-checks/blue-checks-2.jpg", label="blue-checks")
+    k = 5
+    calibrations = [vote_calibration(index, k=k, metric="cosine") for index, _ in indexed]
+    result = compare(indexed, query, k=k, calibrations=calibrations)
+    for row in result.rows:
+        assert row.vote in row.prediction_set and set(row.prediction_set) <= set(library.labels)
+        assert row.coverage == pytest.approx(0.9)
+        entry = row.to_dict()["prediction_set"]
+        assert entry == {"labels": list(row.prediction_set), "coverage": row.coverage}
+        summary = row_summary(row, k=k)
+        assert f"likely diagnoses (90% coverage): {', '.join(row.prediction_set)}" in summary
+        assert "likely" not in row_summary(row, k=k, hide_label=True)  # teaching mode
+    plain = compare(indexed, query, k=k)  # no calibration: no set, and none claimed
+    assert all(r.prediction_set == () and "prediction_set" not in r.to_dict() for r in plain.rows)
+
+
 def test_photo_query_without_diagnosis_is_not_scored(built):
     _, indexed = built
     photo = pattern_image("red-stripes", 99)
@@ -181,6 +200,8 @@ def test_cli_compare_json_and_sheet(tmp_path, monkeypatch, capsys):
     for entry in data["backbones"]:
         assert len(entry["hits"]) == 5 and entry["hit_at_k"] is True and entry["ms"] >= 0
         assert [h["rank"] for h in entry["hits"]] == [1, 2, 3, 4, 5]
+        likely = entry["prediction_set"]
+        assert likely["coverage"] == 0.9 and entry["vote"] in likely["labels"]
     assert data["pairs"][0]["a"] == "color-texture" and data["pairs"][0]["of"] == 5
     with Image.open(sheet) as image:
         assert image.size == SLIDE

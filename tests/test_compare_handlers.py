@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from gradio.events import SelectData
+from gradio.events import EventData, SelectData
 from gradio.state_holder import SessionState
 from library_factory import make_folder_library, pattern_image
 from PIL import Image
@@ -70,6 +70,7 @@ def test_ready_row_is_shown_while_the_missing_index_builds(env):
     assert f"share {len(pair.shared)} of" in overlap
     for html in rows[:2]:
         assert 'data-verdict="match"' in html
+        assert "likely diagnoses (90% coverage): red-stripes" in visible_text(html)
         assert not INTERNAL.search(visible_text(html)), visible_text(html)
 
     hidden, _ = hc.redraw(shown, hide_labels=True)
@@ -152,10 +153,11 @@ def test_compare_tab_events_reach_their_handlers_by_name(env):
     events = {fn.name: fn for fn in demo.fns.values()}
     session = SessionState(demo)
 
-    def fire(name: str, *, index: int | None = None, **values) -> list:
+    def fire(name: str, *, index: int | None = None, data: dict | None = None, **values) -> list:
         event = events[name]
         inputs = [values.get(n) for n in event.input_keyword_names]
         selected = None if index is None else SelectData(None, {"index": index, "value": None})
+        selected = EventData(None, data) if data is not None else selected
         out = asyncio.run(
             demo.process_api(block_fn=event, inputs=inputs, state=session, event_data=selected)
         )
@@ -204,6 +206,19 @@ def test_compare_tab_events_reach_their_handlers_by_name(env):
     session[events["save_slide"].inputs[0]._id] = shown
     (saved,) = fire("save_slide")
     assert saved["value"]["path"].endswith(".png")
+
+    # A click on a case in a row: large beside the query, with that row's backbone's maps.
+    session[events["look_closer"].inputs[0]._id] = shown
+    closer, _ = fire("look_closer", data={"backbone": MISSING, "rank": 2}, hide=False, show="maps")
+    assert "most alike" in closer and closer.count("<img") == 2
+    assert "EfficientNet-Lite0 (ImageNet), case #2: " in closer
+    assert stored("look_closer", 1) == (MISSING, 2)
+    closer, _ = fire("look_closer", data={"backbone": READY, "rank": 1}, hide=True, show="maps")
+    assert "no per-location map" in closer and "diagnosis hidden" in closer
+    closer, _ = fire("look_closer", data={"backbone": READY, "rank": 1}, hide=False, show="photos")
+    assert closer.count("<img") == 2 and "map" not in visible_text(closer).lower()
+    with pytest.raises(ValueError, match="no longer shown"):
+        hc.picked_hit(shown, backbone=READY, rank=99)
 
 
 def test_cli_compare_with_a_variant_ranks_as_the_tab_does(tmp_path, monkeypatch, capsys):

@@ -243,3 +243,38 @@ def test_a_circle_is_reported_with_its_lines():
         ("b", "c", 4),
         ("c", "a", 5),
     ]
+
+
+# The evaluation package stays readable at a glance: a new part joins a subpackage (report/,
+# trust/, perf/) or replaces a module, rather than growing the flat list past about twenty.
+MAX_BENCHMARK_MODULES = 21
+
+
+def test_benchmarks_itself_holds_about_twenty_modules():
+    flat = sorted(
+        p.stem for p in (ROOT / "benchmarks").glob("*.py") if p.stem not in {"__init__", "__main__"}
+    )
+    assert len(flat) <= MAX_BENCHMARK_MODULES, (
+        f"benchmarks/ holds {len(flat)} modules (at most {MAX_BENCHMARK_MODULES}); put new "
+        f"ones in a subpackage: {', '.join(flat)}"
+    )
+
+
+def test_every_package_says_what_it_owns():
+    packages = [p for p in ROOT.glob("*/**/__init__.py") if p.parts[len(ROOT.parts)] in PACKAGES]
+    silent = [
+        str(p.relative_to(ROOT))
+        for p in packages
+        if len(ast.get_docstring(ast.parse(p.read_text(encoding="utf-8"))) or "") < 40
+    ]
+    assert not silent, f"packages without a docstring saying what they own: {silent}"
+
+
+def test_the_load_average_is_read_in_one_place():
+    """Machine description and load come from ``benchmarks.timing.machine_description``."""
+    readers = [
+        str(path.relative_to(ROOT))
+        for name, path in module_files().items()
+        if name != "benchmarks.timing" and "getloadavg" in path.read_text(encoding="utf-8")
+    ]
+    assert not readers, f"read the load through benchmarks.timing.machine_description: {readers}"

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.figure_files import write_html, write_static
-from benchmarks.plots import (
+from benchmarks.records import retrieval_records
+from benchmarks.report.figure_files import write_html, write_static
+from benchmarks.report.plots import (
     PUBLISHED,
     accuracy_vs_latency,
     embedding_map,
@@ -18,7 +19,6 @@ from benchmarks.plots import (
     per_class_bars,
     tsne_records,
 )
-from benchmarks.records import retrieval_records
 from benchmarks.retrieval import leave_one_out
 
 # (backbone, family, hit@1, seconds per image): "slow-worse" is dominated by "fast-good".
@@ -184,7 +184,7 @@ def test_variant_points_are_linked_to_their_base_backbone_with_a_legend_in_words
 
 
 def test_point_labels_stay_inside_and_apart():
-    from benchmarks.plots import label_positions
+    from benchmarks.report.plots import label_positions
 
     # Two backbones close together at ~20 ms, one far right: the pair's labels go above and
     # below their points, the rightmost label under its point (inside the figure).

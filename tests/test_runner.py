@@ -20,8 +20,8 @@ from benchmarks.__main__ import main
 from benchmarks.latency import LatencySettings
 from benchmarks.protocols import REGISTRY, parse_protocols
 from benchmarks.records import read_records
-from benchmarks.report import markdown_report
-from benchmarks.report_tables import latest_runs
+from benchmarks.report.markdown import markdown_report
+from benchmarks.report.tables import latest_runs
 from benchmarks.runner import BenchmarkCancelled, run_benchmark
 from data_index import CaseLibrary
 from data_index.audit import audit_cache_file, audit_library, case_or_copy_groups, queries_with_copy

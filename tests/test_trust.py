@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.trust_eval import coverage_records, flag_rates, folds_of, ood_scores
+from benchmarks.trust.signals import coverage_records, flag_rates, folds_of, ood_scores
 from data_index.trust import (
     ConformalVote,
     loo_neighbours,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -38,6 +37,7 @@ from benchmarks.perf.search_methods import (
     tune_expansion,
 )
 from benchmarks.perf.search_vectors import DEFAULT_CACHE, cluster_model, real_embeddings, sample
+from benchmarks.timing import machine_description
 from data_index.case_index import CaseIndex
 from data_index.locations import REPO_ROOT
 from data_index.store import (
@@ -225,7 +225,8 @@ def main(argv: list[str] | None = None) -> None:
         print(text, flush=True)
 
     started = time.perf_counter()
-    load_before = [round(x, 1) for x in os.getloadavg()]
+    machine = machine_description()
+    load_before = [round(x, 1) for x in machine["load_average"] or []]
     real = real_embeddings(shared_root=args.shared.resolve(), cache_dir=args.cache)
     model = cluster_model(real=real, dim=args.dim, seed=0)
     library = sample(model=model, n=args.n, seed=1)
@@ -266,9 +267,9 @@ def main(argv: list[str] | None = None) -> None:
             "threads": args.threads,
             "vectors": "Clustered samples around real efficientnet-lite0 embeddings of the "
             "shared datasets, projected to the stated dim (benchmarks.perf.search_vectors).",
-            "machine": f"{os.cpu_count()} CPUs",
+            "machine": f"{machine['cpu_count']} CPUs",
             "load_before": load_before,
-            "load_after": [round(x, 1) for x in os.getloadavg()],
+            "load_after": [round(x, 1) for x in machine_description()["load_average"] or []],
             "usearch": usearch.__version__,
             "wall_s": round(time.perf_counter() - started, 1),
         },

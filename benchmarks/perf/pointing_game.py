@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import statistics
 import sys
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from benchmarks.timing import machine_description
 from data_index.explain import MATCH_SCALES, similarity_map, similarity_maps
 from models import Backbone, load_backbone, open_image
 
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         backbone = load_backbone(key.strip(), device="cpu")
         plain = composites(photos, count=args.count, transform="plain", seed=args.seed)
         seconds = time_pairs(backbone, plain, repeats=args.timed_pairs)
-        load = os.getloadavg()[0]
+        load = (machine_description()["load_average"] or [float("nan")])[0]
         print(
             f"{backbone.key:20s} one map pair: {statistics.median(seconds) * 1000:.0f} ms median, "
             f"IQR {_iqr(seconds) * 1000:.0f} ms over {len(seconds)} ({args.threads} thread(s), "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from benchmarks.report_tables import markdown_table, overall, with_interval
+from benchmarks.report.tables import markdown_table, overall, with_interval
 
 # (protocol, measure shown, ours metric, paper metric, k): the paper's code reports Mahbod et
 # al.'s (2024) mAP and mMV variants, so ours and theirs are named differently in the records.

@@ -1,4 +1,4 @@
-"""`python -m benchmarks.trust_report`: prediction-set coverage and "no close match" rates for
+"""`python -m benchmarks.trust`: prediction-set coverage and "no close match" rates for
 every shared library under every offline backbone, with other libraries' photos as outside
 queries, written as JSON records and a markdown table.
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.trust_eval import coverage_records, flag_rates, folds_of, ood_scores
+from benchmarks.trust.signals import coverage_records, flag_rates, folds_of, ood_scores
 from data_index import CaseIndex, CaseLibrary
 from data_index.audit import audit_library
 from data_index.trust import LOW_SIMILARITY_PERCENTILE
@@ -21,7 +21,7 @@ from models import load_backbone
 
 LIBRARIES = ("ham10000-subset", "infectious-8", "mpox-msld")
 BACKBONES = ("efficientnet-lite0", "color-texture", "xception-ham10000")
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
 def _views(datasets: Path, backbone_key: str) -> dict[str, dict]:
@@ -105,7 +105,7 @@ def markdown(records: list[dict]) -> str:
     lines = [
         '# Search trust: prediction sets and "no close match"',
         "",
-        "Written by `python -m benchmarks.trust_report`. k = 10 neighbours, cosine, each query's "
+        "Written by `python -m benchmarks.trust`. k = 10 neighbours, cosine, each query's "
         "own case and every copy of its photo (duplicate audit) left out; 5 folds of cases "
         "(copies kept together), each judged by what the other folds calibrate.",
         "",
@@ -149,8 +149,8 @@ def markdown(records: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.trust_report", description=__doc__)
-    default = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.trust", description=__doc__)
+    default = Path(__file__).resolve().parents[3] / "shared" / "datasets"
     parser.add_argument("--datasets", type=Path, default=default)
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the two files")
     args = parser.parse_args(argv)

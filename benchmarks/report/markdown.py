@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks import plots
-from benchmarks.figure_files import write_html, write_static
 from benchmarks.records import read_records
-from benchmarks.report_evidence import conventions_table, paired_table, strata_table
-from benchmarks.report_tables import (
+from benchmarks.report import plots
+from benchmarks.report.evidence import conventions_table, paired_table, strata_table
+from benchmarks.report.figure_files import write_html, write_static
+from benchmarks.report.tables import (
     degenerate_notes,
     fmt,
     fmt_seconds,
@@ -32,7 +32,7 @@ from benchmarks.report_tables import (
 )
 from data_index.locations import slug
 
-REFERENCE_CSV = Path(__file__).resolve().parent / "data" / "pham2025_infectious13.csv"
+REFERENCE_CSV = Path(__file__).resolve().parents[1] / "data" / "pham2025_infectious13.csv"
 DEFAULT_EXCLUSION = "case+duplicates"
 
 DEFINITIONS = """\
