@@ -136,7 +136,8 @@ def build_demo(config: AppConfig, *, state: AppState | None = None) -> gr.Blocks
             with gr.Tab("Models", id="models", elem_id="tab-models"):
                 gr.Markdown(
                     "Every registered backbone. *here*: ready (runs now), download (weights not "
-                    "on this machine), gated (needs accepting terms + HF_TOKEN), unsupported."
+                    "on this machine), gated (needs the model's terms accepted on its Hub page "
+                    "and a Hugging Face access token), unsupported."
                 )
                 gr.Dataframe(
                     value=registry_table(), interactive=False, wrap=True, elem_id="models-table"

@@ -110,7 +110,9 @@ def availability(spec: BackboneSpec) -> Availability:
         return Availability("ready", f"in the Hugging Face cache ({repo})")
     if spec.gated:
         return Availability(
-            "gated", f"gated on the Hugging Face Hub ({repo}): accept its terms and set HF_TOKEN"
+            "gated",
+            f"gated on the Hugging Face Hub ({repo}): accept its terms there and give this "
+            "machine a Hugging Face access token",
         )
     return Availability("download", f"downloads from the Hugging Face Hub ({repo or spec.source})")
 
