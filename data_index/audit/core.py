@@ -99,7 +99,9 @@ def thread_count(threads: int | None) -> int:
     """``threads`` or, when None, every core this process may run on."""
     if threads is not None:
         return max(1, int(threads))
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+    if hasattr(os, "sched_getaffinity"):  # Linux: the cores this process may use
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
 def in_threads(fn: Callable, items: Sequence, threads: int) -> Iterator:
