@@ -20,6 +20,17 @@ DESKTOP = {"width": 1440, "height": 1000}
 STEP_TIMEOUT_MS = 120_000
 
 
+def isolated_app_env(base: Path) -> dict[str, str]:
+    """Environment for an app under test: its cache and gradio's files under ``base``, and no
+    shared or configured libraries, so it offers only the test's own library."""
+    return {
+        "DERMSEARCH_CACHE": str(base / "cache"),
+        "DERMSEARCH_SHARED": str(base / "no-shared"),
+        "DERMSEARCH_LIBRARIES": "",
+        "GRADIO_TEMP_DIR": str(base / "gradio"),
+    }
+
+
 def chromium_path() -> str | None:
     if Path(CHROMIUM).is_file():
         return CHROMIUM

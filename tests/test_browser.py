@@ -6,19 +6,16 @@ maps, switches backbone, and runs a small benchmark. Screenshots land in ``artif
 from __future__ import annotations
 
 import io
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser_support import CHROMIUM, DESKTOP, PHONE, chromium_path
+from browser_support import CHROMIUM, DESKTOP, PHONE, chromium_path, isolated_app_env
 from library_factory import PATTERNS, pattern_image, save_image
 from PIL import Image
 
-from benchmarks.perf.app_process import free_port, stop_process_group, wait_until_serving
+from benchmarks.perf.app_process import app_process
 from demo.render import MATCH_RGB, MISMATCH_RGB, UNKNOWN_RGB
 from models import get_spec
 
@@ -66,36 +63,15 @@ def app(tmp_path_factory) -> Iterator[dict]:
     base = tmp_path_factory.mktemp("browser")
     library = base / LIBRARY_NAME
     truth = write_library(library)
-    port = free_port()
-    env = {
-        **os.environ,
-        "DERMSEARCH_CACHE": str(base / "cache"),
-        "DERMSEARCH_SHARED": str(base / "no-shared"),  # offer only the fixture library
-        "DERMSEARCH_LIBRARIES": "",
-        "GRADIO_TEMP_DIR": str(base / "gradio"),
-        "HF_HUB_OFFLINE": "1",
-        "GRADIO_ANALYTICS_ENABLED": "False",
-    }
     log = base / "app.log"
-    command = [sys.executable, "app.py", "--library", str(library), "--backbone", "color-texture"]
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [*command, "--port", str(port)],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: teardown ends all it started
-        )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        try:
-            wait_until_serving(url, proc, timeout_s=START_TIMEOUT_S)
-        except RuntimeError as err:
-            raise RuntimeError(f"{err}\n{log.read_text()[-3000:]}") from None
+    with app_process(
+        library=library,
+        backbone="color-texture",
+        log=log,
+        env=isolated_app_env(base),
+        start_timeout_s=START_TIMEOUT_S,
+    ) as (url, _):
         yield {"url": url, "truth": truth, "base": base, "log": log, "library": library}
-    finally:
-        stop_process_group(proc)
 
 
 # --- reading the results gallery ---------------------------------------------------------------

@@ -7,15 +7,13 @@ button. Screenshots at 1440 and 390 px land in ``artifacts/`` (gitignored)."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from browser_support import DESKTOP, PHONE, chromium_path
+from browser_support import DESKTOP, PHONE, chromium_path, isolated_app_env
 from library_factory import PATTERNS, pattern_image, save_image
 
-from benchmarks.perf.app_process import free_port, stop_process_group, wait_until_serving
+from benchmarks.perf.app_process import app_process
 from models import get_spec
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -49,38 +47,16 @@ def app(tmp_path_factory):
             name = "Naevus" if (label, i) == ("blue-checks", 1) else NAMES[label]
             rows.append(f"{rel},{label},{name}")
     (library / "manifest.csv").write_text("\n".join(rows) + "\n")
-    port = free_port()
-    env = {
-        **os.environ,
-        "DERMSEARCH_CACHE": str(base / "cache"),
-        "DERMSEARCH_SHARED": str(base / "no-shared"),
-        "DERMSEARCH_LIBRARIES": "",
-        "GRADIO_TEMP_DIR": str(base / "gradio"),
-        "HF_HUB_OFFLINE": "1",
-        "GRADIO_ANALYTICS_ENABLED": "False",
-    }
     if not get_spec(BACKBONE):
         pytest.skip(f"{BACKBONE} is not registered")
-    command = [sys.executable, "app.py", "--library", str(library), "--backbone", BACKBONE]
-    log = base / "app.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [*command, "--port", str(port)],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        try:
-            wait_until_serving(url, proc, timeout_s=180)
-        except RuntimeError as err:
-            raise RuntimeError(f"{err}\n{log.read_text()[-3000:]}") from None
+    with app_process(
+        library=library,
+        backbone=BACKBONE,
+        log=base / "app.log",
+        env=isolated_app_env(base),
+        start_timeout_s=180,
+    ) as (url, _):
         yield {"url": url, "library": library, "base": base}
-    finally:
-        stop_process_group(proc)
 
 
 @pytest.fixture(scope="module")

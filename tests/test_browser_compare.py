@@ -6,18 +6,15 @@ maps. Screenshots land in ``artifacts/`` (gitignored)."""
 from __future__ import annotations
 
 import io
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from browser_support import CHROMIUM_ARGS, chromium_path
+from browser_support import CHROMIUM_ARGS, chromium_path, isolated_app_env
 from library_factory import PATTERNS, pattern_image, save_image
 from PIL import Image
 
-from benchmarks.perf.app_process import free_port, stop_process_group, wait_until_serving
+from benchmarks.perf.app_process import app_process
 from data_index.compare_render import FRAME_RGB
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -40,31 +37,14 @@ def app(tmp_path_factory):
     for label in PATTERNS:
         for i in range(PER_CLASS):
             save_image(pattern_image(label, i, size=64), library / label / f"{label}-{i}.jpg")
-    port = free_port()
-    env = {
-        **os.environ,
-        "DERMSEARCH_CACHE": str(base / "cache"),
-        "DERMSEARCH_SHARED": str(base / "no-shared"),
-        "DERMSEARCH_LIBRARIES": "",
-        "GRADIO_TEMP_DIR": str(base / "gradio"),
-        "HF_HUB_OFFLINE": "1",
-        "GRADIO_ANALYTICS_ENABLED": "False",
-    }
-    log = base / "app.log"
-    command = [sys.executable, "app.py", "--library", str(library), "--port", str(port)]
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        try:
-            wait_until_serving(url, proc, timeout_s=180)
-        except RuntimeError as err:
-            raise RuntimeError(f"{err}\n{log.read_text()[-3000:]}") from None
+    with app_process(
+        library=library,
+        backbone=None,
+        log=base / "app.log",
+        env=isolated_app_env(base),
+        start_timeout_s=180,
+    ) as (url, _):
         yield url
-    finally:
-        stop_process_group(proc)
 
 
 def left_frame_colour(img) -> tuple[int, int, int]:

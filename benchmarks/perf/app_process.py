@@ -1,7 +1,7 @@
 """Start app.py as its own process group on a free 127.0.0.1 port, wait for it, stop it.
 
-Not a script: the app-latency benchmark (`benchmarks.perf.app_latency`) and the browser test
-(`tests/test_browser.py`) both start and stop the app through these helpers.
+Not a script: the perf scripts (`benchmarks.perf.app_latency`, `app_load`, `session_memory`)
+and the browser tests all start and stop the app through these helpers.
 """
 
 from __future__ import annotations
@@ -77,16 +77,18 @@ def running_app(
 def app_process(
     *,
     library: Path | None,
-    backbone: str,
+    backbone: str | None,
     log: Path,
     torch_threads: int | None = None,
     extra_args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     launcher: Sequence[str] | None = None,
+    start_timeout_s: float = START_TIMEOUT_S,
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """``running_app`` that also hands over the process (to read its memory) and takes more
-    flags and environment variables; ``library`` None starts the app without one. ``launcher``
-    replaces ``python app.py`` (a wrapper that runs app.py under a profiler)."""
+    flags and environment variables; ``library`` or ``backbone`` None starts the app without
+    one (its own default). ``launcher`` replaces ``python app.py`` (a wrapper that runs app.py
+    under a profiler). An app that does not start raises with the end of its log."""
     port = free_port()
     scratch = Path(tempfile.mkdtemp(prefix="bench-app-"))
     env = {
@@ -101,7 +103,9 @@ def app_process(
             "DERMSEARCH_TORCH_THREADS": str(torch_threads),
             "OMP_NUM_THREADS": str(torch_threads),
         }
-    command = [*(launcher or [sys.executable, "app.py"]), "--backbone", backbone, *extra_args]
+    command = [*(launcher or [sys.executable, "app.py"]), *extra_args]
+    if backbone is not None:
+        command += ["--backbone", backbone]
     if library is not None:
         command += ["--library", str(library)]
     with log.open("w") as out:
@@ -115,7 +119,10 @@ def app_process(
         )
     try:
         url = f"http://127.0.0.1:{port}/"
-        wait_until_serving(url, proc, timeout_s=START_TIMEOUT_S)
+        try:
+            wait_until_serving(url, proc, timeout_s=start_timeout_s)
+        except RuntimeError as err:
+            raise RuntimeError(f"{err}\n{log.read_text()[-3000:]}") from None
         yield url, proc
     finally:
         stop_process_group(proc)
