@@ -16,6 +16,7 @@ Results go to benchmarks/results/app_load.json (one entry per clients/sessions s
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -193,20 +194,22 @@ def main(argv: list[str] | None = None) -> int:
                     warm, library=library.name, backbone=args.backbone, k=args.k, query=query
                 )
             warm.close()
+            # The warm-up and the measured load send the same searches; only how long differs.
+            load = functools.partial(
+                drive,
+                url,
+                library=library.name,
+                backbone=args.backbone,
+                k=args.k,
+                queries=queries,
+                clients=args.clients,
+                fresh_sessions=args.fresh_sessions,
+                downloads=downloads,
+            )
             if args.warmup_seconds > 0:
                 # The server's one-time growth under concurrency (worker threads, their
                 # buffers) is not what sessions cost: it happens before the first reading.
-                warm_tally, _ = drive(
-                    url,
-                    library=library.name,
-                    backbone=args.backbone,
-                    k=args.k,
-                    queries=queries,
-                    clients=args.clients,
-                    seconds=args.warmup_seconds,
-                    fresh_sessions=args.fresh_sessions,
-                    downloads=downloads,
-                )
+                warm_tally, _ = load(seconds=args.warmup_seconds)
                 print(
                     f"warm-up: {warm_tally.sessions} sessions, {len(warm_tally.errors)} errors",
                     flush=True,
@@ -229,18 +232,7 @@ def main(argv: list[str] | None = None) -> int:
 
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
-            tally, wall_s = drive(
-                url,
-                library=library.name,
-                backbone=args.backbone,
-                k=args.k,
-                queries=queries,
-                clients=args.clients,
-                seconds=args.seconds,
-                fresh_sessions=args.fresh_sessions,
-                downloads=downloads,
-                tally=tally,
-            )
+            tally, wall_s = load(seconds=args.seconds, tally=tally)
             done.set()
             sampler.join()
             after = rss_mb(proc.pid)
