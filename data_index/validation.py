@@ -6,7 +6,6 @@ import hashlib
 import io
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -14,6 +13,7 @@ from typing import Any, Protocol
 from PIL import Image
 
 import models.limits as limits
+from data_index.parallel import in_threads
 from models.base import check_pixels, open_image, read_image_bytes
 
 Progress = Callable[[int, int], None]
@@ -226,23 +226,16 @@ def check_files(
     """
     workers = max(1, min(8, 2 * (os.cpu_count() or 1)))
     results: list[FileCheck] = []
-    pool = ThreadPoolExecutor(max_workers=workers)
-    try:
 
-        def one(path: Path) -> FileCheck | None:
-            # A file not yet started when the flag is set is never opened.
-            return (
-                None if cancel is not None and cancel.is_set() else check_file(path, decode=decode)
-            )
+    def one(path: Path) -> FileCheck | None:
+        # A file not yet started when the flag is set is never opened.
+        return None if cancel is not None and cancel.is_set() else check_file(path, decode=decode)
 
-        for i, result in enumerate(pool.map(one, paths)):
-            stop_if_cancelled(cancel)
-            results.append(result)
-            if progress is not None and ((i + 1) % 64 == 0 or i + 1 == len(paths)):
-                progress(i + 1, len(paths))
-    finally:
-        # The executor's own exit waits for every queued file: a cancel must not.
-        pool.shutdown(wait=True, cancel_futures=True)
+    for i, result in enumerate(in_threads(one, paths, workers)):
+        stop_if_cancelled(cancel)
+        results.append(result)
+        if progress is not None and ((i + 1) % 64 == 0 or i + 1 == len(paths)):
+            progress(i + 1, len(paths))
     return results
 
 

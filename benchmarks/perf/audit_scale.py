@@ -25,8 +25,8 @@ from benchmarks.perf.audit import ALL_TRANSFORMS, photo_pool, score_groups, shar
 from benchmarks.perf.audit_copies import make_copy
 from benchmarks.timing import machine_description
 from data_index.audit import find_duplicate_groups
-from data_index.audit.core import thread_count
 from data_index.locations import REPO_ROOT
+from data_index.parallel import thread_count
 from models.base import open_image
 
 # Messages find_duplicate_groups reports through ``progress``, in order, and the stage each

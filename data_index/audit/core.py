@@ -40,10 +40,8 @@ which is intended.
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +67,7 @@ from data_index.audit.report import (
     label_conflicts,
 )
 from data_index.audit.votes import VoteSettings, keypoint_vote_pairs
+from data_index.parallel import in_threads, thread_count
 
 # progress(fraction_done, message): the call shape of gradio's gr.Progress and easy to print.
 Progress = Callable[[float, str], None]
@@ -93,30 +92,6 @@ def _colours(signatures: list[ImageSignature]) -> np.ndarray:
     if not signatures:
         return np.zeros((0, 1), dtype=np.float32)
     return np.stack([sig.colour_vector for sig in signatures]).astype(np.float32)
-
-
-def thread_count(threads: int | None) -> int:
-    """``threads`` or, when None, every core this process may run on."""
-    if threads is not None:
-        return max(1, int(threads))
-    if hasattr(os, "sched_getaffinity"):  # Linux: the cores this process may use
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
-
-
-def in_threads(fn: Callable, items: Sequence, threads: int) -> Iterator:
-    """``map(fn, items)`` in order, on ``threads`` threads. OpenCV's decoding, resizing, ORB,
-    matching and RANSAC release the GIL, so threads share the cores without copying any
-    signature to another process."""
-    if threads <= 1 or len(items) < 2:
-        yield from map(fn, items)
-        return
-    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="audit")
-    try:
-        yield from pool.map(fn, items)
-    finally:
-        # A caller that stops early (a cancelled run) waits only for the items in progress.
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _sign_or_error(path: str | Path) -> ImageSignature | str:
