@@ -18,6 +18,7 @@ from data_index.audit.features import (
     dihedral_variants,
     window_vectors,
 )
+from data_index.audit.match import _match_points
 from data_index.audit.overlays import N_POSITIONS, learn_overlay_cells
 from tests.test_audit import TRANSFORMS, textured_image
 
@@ -62,6 +63,35 @@ def _cells_with_a_mark(n: int, marked: np.ndarray, rng) -> tuple[np.ndarray, np.
     cells[marked, 7] = mark + rng.normal(0, 2, (len(marked), 36))
     cells = cells.astype(np.float16)
     return cells, cells.astype(np.float32).std(axis=2)
+
+
+def _brute_force_matches(a: np.ndarray, b: np.ndarray, ratio: float) -> tuple[list, list]:
+    """Lowe's ratio test written out: every Hamming distance, then each row's two nearest."""
+    dist = np.bitwise_count(a[:, None, :] ^ b[None, :, :]).sum(axis=2)
+    rows, cols = [], []
+    for r, d in enumerate(dist):
+        first, second = np.sort(d)[:2]
+        if first < ratio * second:
+            rows.append(r)
+            cols.append(int(np.argmin(d)))
+    return rows, cols
+
+
+def test_keypoint_matches_equal_the_brute_force_ratio_test():
+    rng = np.random.default_rng(3)
+    b = rng.integers(0, 256, (300, 32), dtype=np.uint8)
+    a = rng.integers(0, 256, (200, 32), dtype=np.uint8)
+    # Copies of b's rows with a few bits flipped (true matches), and rows equally near two of
+    # b's (a tie: no unique nearest, so never a match).
+    noisy = b[:80].copy()
+    noisy[:, :3] ^= rng.integers(1, 256, (80, 3), dtype=np.uint8)
+    a[:80] = noisy
+    b[100] = b[101]
+    a[80] = b[100]
+    rows, cols = _match_points(a, b, ratio=0.8)
+    expected_rows, expected_cols = _brute_force_matches(a, b, 0.8)
+    assert rows.tolist() == expected_rows and cols.tolist() == expected_cols
+    assert set(range(80)) <= set(expected_rows) and 80 not in expected_rows
 
 
 def test_a_reference_as_large_as_the_library_is_the_full_comparison():
