@@ -44,26 +44,55 @@ class SearchSettings:
     threads: int = 1  # usearch's own threads for adding and searching (0: every core)
 
 
+def _best_per_pair(
+    code: np.ndarray, mirrored: np.ndarray, cosine: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted unique codes, (len, 2) best cosine per parity, -1 where none)."""
+    if len(code) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, 2), dtype=np.float32)
+    # A hash group-by: twice as fast as numpy's sort-based unique with maximum.at.
+    best = (
+        pd.Series(np.asarray(cosine, dtype=np.float32))
+        .groupby(np.asarray(code, dtype=np.int64) * 2 + np.asarray(mirrored, np.int64), sort=True)
+        .max()
+    )
+    keys = best.index.to_numpy(dtype=np.int64)
+    first = np.r_[True, np.diff(keys >> 1) != 0]
+    values = np.full((int(first.sum()), 2), -1.0, dtype=np.float32)
+    values[np.cumsum(first) - 1, keys & 1] = best.to_numpy(dtype=np.float32)
+    return keys[first] >> 1, values
+
+
 class PairScores:
     """Best (upright, mirrored) cosine of each pair a search found; -1 for pairs not found.
 
-    Pairs are (row, col) of two image lists, or row < col within one list.
+    Pairs are (row, col) of two image lists, or row < col within one list; ``codes`` holds
+    row * n_cols + col, sorted, and ``values`` the two cosines of each.
     """
 
-    def __init__(
-        self, a: np.ndarray, b: np.ndarray, mirrored: np.ndarray, cosine: np.ndarray, *, n_cols: int
-    ):
-        self.n_cols = max(n_cols, 1)
-        code = a.astype(np.int64) * self.n_cols + b.astype(np.int64)
-        # The best cosine of each (pair, parity): a hash group-by, twice as fast as sorting.
-        best = pd.Series(np.asarray(cosine, dtype=np.float32)).groupby(
-            code * 2 + mirrored.astype(np.int64), sort=True
-        ).max()
-        keys = best.index.to_numpy(dtype=np.int64)
-        first = np.r_[True, np.diff(keys >> 1) != 0] if len(keys) else np.zeros(0, dtype=bool)
-        self.codes = keys[first] >> 1
-        self.values = np.full((len(self.codes), 2), -1.0, dtype=np.float32)
-        self.values[np.cumsum(first) - 1, keys & 1] = best.to_numpy(dtype=np.float32)
+    def __init__(self, codes: np.ndarray, values: np.ndarray, *, n_cols: int):
+        self.codes, self.values, self.n_cols = codes, values, max(n_cols, 1)
+
+    @classmethod
+    def from_hits(
+        cls, a: np.ndarray, b: np.ndarray, mirrored: np.ndarray, cosine: np.ndarray, *, n_cols: int
+    ) -> PairScores:
+        """The best cosine of each (pair, parity) over search hits (one row per hit)."""
+        code = np.asarray(a, dtype=np.int64) * max(n_cols, 1) + np.asarray(b, dtype=np.int64)
+        return cls(*_best_per_pair(code, mirrored, cosine), n_cols=n_cols)
+
+    @classmethod
+    def merged(cls, parts: Sequence[PairScores], *, n_cols: int) -> PairScores:
+        """The best of each pair over several parts (query chunks, search directions): the
+        same as one ``from_hits`` over all their hits, since a maximum can be taken in parts."""
+        if len(parts) == 1:
+            return parts[0]
+        codes = np.concatenate([p.codes for p in parts] + [np.zeros(0, np.int64)])
+        values = np.concatenate([p.values for p in parts] + [np.zeros((0, 2), np.float32)])
+        parity = np.repeat(np.array([0, 1]), len(codes))
+        return cls(
+            *_best_per_pair(np.r_[codes, codes], parity, values.T.reshape(-1)), n_cols=n_cols
+        )
 
     def get(self, a: int, b: int) -> tuple[float, float]:
         at = int(np.searchsorted(self.codes, a * self.n_cols + b))
@@ -114,12 +143,7 @@ def add_threads(n_vectors: int, threads: int) -> int:
     return threads if n_vectors >= PARALLEL_ADD_FROM else 1
 
 
-def _nearest(
-    stored: np.ndarray, queries: np.ndarray, settings: SearchSettings, *, count: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """(keys, cosines) of each query's nearest stored rows; key -1 where fewer exist."""
-    if len(stored) == 0 or len(queries) == 0:
-        return np.zeros((len(queries), 0), np.int64), np.zeros((len(queries), 0), np.float32)
+def _index(stored: np.ndarray, settings: SearchSettings) -> Index:
     index = Index(
         ndim=stored.shape[1],
         metric="ip",  # the vectors are unit: inner product is the cosine
@@ -133,14 +157,35 @@ def _nearest(
         np.ascontiguousarray(stored),
         threads=add_threads(len(stored), settings.threads),
     )
-    count = settings.neighbours if count is None else count
+    return index
+
+
+def _search(
+    index: Index, queries: np.ndarray, settings: SearchSettings, count: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(keys, cosines) of each query's ``count`` nearest stored rows; key -1 where fewer exist."""
     found = index.search(
-        np.ascontiguousarray(queries), min(count, len(stored)), threads=settings.threads
+        np.ascontiguousarray(queries), min(count, len(index)), threads=settings.threads
     )
     keys = np.asarray(found.keys).reshape(len(queries), -1).astype(np.int64)
-    keys[(keys < 0) | (keys >= len(stored))] = -1
+    keys[(keys < 0) | (keys >= len(index))] = -1
     cosine = 1.0 - np.asarray(found.distances, dtype=np.float32).reshape(len(queries), -1)
     return keys, cosine
+
+
+def _nearest(
+    stored: np.ndarray, queries: np.ndarray, settings: SearchSettings, *, count: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(keys, cosines) of each query's nearest stored rows; key -1 where fewer exist."""
+    if len(stored) == 0 or len(queries) == 0:
+        return np.zeros((len(queries), 0), np.int64), np.zeros((len(queries), 0), np.float32)
+    count = settings.neighbours if count is None else count
+    return _search(_index(stored, settings), queries, settings, count)
+
+
+# Query images searched at once: the hits of a chunk are reduced to the best of each pair
+# before the next, so memory holds one chunk's hits rather than the whole library's.
+QUERY_CHUNK = 1000
 
 
 def _hits(
@@ -178,17 +223,40 @@ def _as_pairs(q, s, *, same_set: bool, query_is_row: bool) -> tuple[np.ndarray, 
     return (q, s) if query_is_row else (s, q)
 
 
-def _window_hits(stored_sigs, query_sigs, settings):
-    """Whole images (8 variants) stored, upright windows queried."""
+def _window_parts(stored_sigs, query_sigs, settings, *, same_set, query_is_row, n_cols):
+    """Window and zoom-window scores, one PairScores per chunk of query images: whole images
+    (8 variants) stored, upright windows queried."""
     n_windows = stored_sigs[0].window_vectors.shape[0]
     stored = np.concatenate([dihedral_variants(s.window_vectors, [0]) for s in stored_sigs])
     stored_owner = np.repeat(np.arange(len(stored_sigs)), 8)
     stored_variant = np.tile(MIRRORED_VARIANT, len(stored_sigs))
-    queries = np.concatenate([s.window_vectors for s in query_sigs])
-    query_owner = np.repeat(np.arange(len(query_sigs)), n_windows)
-    keys, cosine = _nearest(stored, queries, settings)
-    zero = np.zeros(len(queries), dtype=np.int64)
-    return keys, cosine, stored_owner, stored_variant, query_owner, zero, n_windows
+    index = _index(stored, settings)
+    zoom = np.zeros(n_windows, dtype=bool)
+    zoom[zoom_windows()] = True
+    windows, zooms = [], []
+    for start in range(0, len(query_sigs), QUERY_CHUNK):
+        chunk = query_sigs[start : start + QUERY_CHUNK]
+        queries = np.concatenate([s.window_vectors for s in chunk])
+        query_owner = start + np.repeat(np.arange(len(chunk)), n_windows)
+        keys, cosine = _search(index, queries, settings, settings.neighbours)
+        q, s, mirrored, cos, query_row = _hits(
+            stored_owner,
+            stored_variant,
+            query_owner,
+            np.zeros(len(queries), dtype=np.int64),
+            keys,
+            cosine,
+            same_set=same_set,
+        )
+        a, b = _as_pairs(q, s, same_set=same_set, query_is_row=query_is_row)
+        is_zoom = zoom[query_row % n_windows]
+        windows.append(PairScores.from_hits(a, b, mirrored, cos, n_cols=n_cols))
+        zooms.append(
+            PairScores.from_hits(
+                a[is_zoom], b[is_zoom], mirrored[is_zoom], cos[is_zoom], n_cols=n_cols
+            )
+        )
+    return windows, zooms
 
 
 def window_pair_scores(
@@ -202,29 +270,29 @@ def window_pair_scores(
     settings = settings or SearchSettings()
     same_set = cols is None
     cols = rows if cols is None else cols
-    zoom = np.zeros(0, dtype=np.int64)
-    parts = []
+    windows: list[PairScores] = []
+    zooms: list[PairScores] = []
     directions = [(cols, rows, True)] if same_set else [(cols, rows, True), (rows, cols, False)]
     for stored_sigs, query_sigs, query_is_row in directions:
         if not stored_sigs or not query_sigs:
             continue
-        keys, cosine, s_owner, s_var, q_owner, q_var, n_windows = _window_hits(
-            stored_sigs, query_sigs, settings
+        w, z = _window_parts(
+            stored_sigs,
+            query_sigs,
+            settings,
+            same_set=same_set,
+            query_is_row=query_is_row,
+            n_cols=len(cols),
         )
-        zoom = np.zeros(n_windows, dtype=bool)
-        zoom[zoom_windows()] = True
-        q, s, mirrored, cos, query_row = _hits(
-            s_owner, s_var, q_owner, q_var, keys, cosine, same_set=same_set
-        )
-        a, b = _as_pairs(q, s, same_set=same_set, query_is_row=query_is_row)
-        parts.append((a, b, mirrored, cos, zoom[query_row % n_windows]))
-    if not parts:
-        empty = np.zeros(0)
-        return (PairScores(empty, empty, empty, empty, n_cols=len(cols)),) * 2
-    a, b, mirrored, cos, is_zoom = (np.concatenate(x) for x in zip(*parts, strict=True))
-    windows = PairScores(a, b, mirrored, cos, n_cols=len(cols))
-    zooms = PairScores(a[is_zoom], b[is_zoom], mirrored[is_zoom], cos[is_zoom], n_cols=len(cols))
-    return windows, zooms
+        windows += w
+        zooms += z
+    if not windows:
+        empty = PairScores.from_hits(*(np.zeros(0),) * 4, n_cols=len(cols))
+        return empty, empty
+    return (
+        PairScores.merged(windows, n_cols=len(cols)),
+        PairScores.merged(zooms, n_cols=len(cols)),
+    )
 
 
 def corner_pair_scores(
@@ -238,7 +306,7 @@ def corner_pair_scores(
     settings = settings or SearchSettings()
     same_set = cols is None
     cols = rows if cols is None else cols
-    parts = []
+    parts: list[PairScores] = []
     directions = [(cols, rows, True)] if same_set else [(cols, rows, True), (rows, cols, False)]
     for stored_sigs, query_sigs, query_is_row in directions:
         if not stored_sigs or not query_sigs:
@@ -246,29 +314,31 @@ def corner_pair_scores(
         for same, corners in square_window_sets():
             stored = np.concatenate([s.window_vectors[same] for s in stored_sigs])
             stored_owner = np.repeat(np.arange(len(stored_sigs)), len(same))
-            # Each corner under every flip/rotation, variant by variant.
-            queries = np.concatenate(
-                [dihedral_variants(s.window_vectors, corners) for s in query_sigs]
-            )
-            query_owner = np.repeat(np.arange(len(query_sigs)), 8 * len(corners))
-            query_variant = np.tile(np.repeat(MIRRORED_VARIANT, len(corners)), len(query_sigs))
-            keys, cosine = _nearest(stored, queries, settings)
-            q, s, mirrored, cos, _ = _hits(
-                stored_owner,
-                np.zeros(len(stored), dtype=np.int64),
-                query_owner,
-                query_variant,
-                keys,
-                cosine,
-                same_set=same_set,
-            )
-            a, b = _as_pairs(q, s, same_set=same_set, query_is_row=query_is_row)
-            parts.append((a, b, mirrored, cos))
+            index = _index(stored, settings)
+            per_image = 8 * len(corners)
+            for start in range(0, len(query_sigs), QUERY_CHUNK):
+                chunk = query_sigs[start : start + QUERY_CHUNK]
+                # Each corner under every flip/rotation, variant by variant.
+                queries = np.concatenate(
+                    [dihedral_variants(s.window_vectors, corners) for s in chunk]
+                )
+                query_owner = start + np.repeat(np.arange(len(chunk)), per_image)
+                query_variant = np.tile(np.repeat(MIRRORED_VARIANT, len(corners)), len(chunk))
+                keys, cosine = _search(index, queries, settings, settings.neighbours)
+                q, s, mirrored, cos, _ = _hits(
+                    stored_owner,
+                    np.zeros(len(stored), dtype=np.int64),
+                    query_owner,
+                    query_variant,
+                    keys,
+                    cosine,
+                    same_set=same_set,
+                )
+                a, b = _as_pairs(q, s, same_set=same_set, query_is_row=query_is_row)
+                parts.append(PairScores.from_hits(a, b, mirrored, cos, n_cols=len(cols)))
     if not parts:
-        empty = np.zeros(0)
-        return PairScores(empty, empty, empty, empty, n_cols=len(cols))
-    a, b, mirrored, cos = (np.concatenate(x) for x in zip(*parts, strict=True))
-    return PairScores(a, b, mirrored, cos, n_cols=len(cols))
+        return PairScores.from_hits(*(np.zeros(0),) * 4, n_cols=len(cols))
+    return PairScores.merged(parts, n_cols=len(cols))
 
 
 def neighbour_pairs(
