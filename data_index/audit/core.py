@@ -40,6 +40,7 @@ which is intended.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -167,7 +168,15 @@ def _mask_overlays(
 
     def mask(i: int) -> ImageSignature:
         sig = signatures[i]
-        return masked_signature(sig, content_mask(overlay[i], sig.strips, sig.grey.shape))
+        masked = masked_signature(sig, content_mask(overlay[i], sig.strips, sig.grey.shape))
+        # What only the overlay learning and the masking read goes: a third of the memory.
+        return dataclasses.replace(
+            masked,
+            overlay_cells=masked.overlay_cells[:0],
+            cell_stds=masked.cell_stds[:0],
+            strips=masked.strips[:0],
+            square=None,
+        )
 
     return list(in_threads(mask, range(len(signatures)), threads)), overlay
 
@@ -202,6 +211,7 @@ def find_duplicate_groups(
     signatures, unreadable = _sign_all(paths, progress, (0.0, 0.6), "images", threads)
     readable = [i for i, s in enumerate(signatures) if s is not None]
     sigs, overlay = _mask_overlays([signatures[i] for i in readable], settings, threads)
+    del signatures  # the unmasked signatures: only the masked ones are read from here on
 
     if progress is not None:
         progress(0.65, "searching candidate pairs")
@@ -303,6 +313,7 @@ def find_cross_duplicates(
         threads,
     )
     left, right = both[: len(query_rows)], both[len(query_rows) :]
+    del index_sigs, query_sigs, both  # only the masked ones are read from here on
 
     if progress is not None:
         progress(0.65, "searching candidate pairs")

@@ -46,6 +46,8 @@ class ImageSignature:
     descriptors: np.ndarray | None  # (k, 32) uint8 ORB descriptors, None when none found
     mirror_keypoints: np.ndarray  # the same on the left-right mirrored image, in its own frame
     mirror_descriptors: np.ndarray | None
+    # The next four are read only to learn and mask the library's overlays; the audit empties
+    # them (and drops the square) once the signatures are masked.
     overlay_cells: np.ndarray  # (positions, 36) corner-anchored grey cells (see overlays.py)
     cell_stds: np.ndarray  # (positions,) contrast of each cell, -1 where off the image
     strips: np.ndarray  # bool solid strips along the edges, at the overlay thumbnail size
