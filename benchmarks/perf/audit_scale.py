@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import tempfile
 import time
@@ -129,14 +130,16 @@ def markdown(result: dict) -> str:
         )
         + ": wall times move with others' load.",
         "",
-        "| images | threads | wall s | CPU s | read and sign | candidate search "
+        "| images | threads | load | wall s | CPU s | read and sign | candidate search "
         "| geometric check | peak RSS MB | candidates | precision | recall (in-scope copies) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for run in result["runs"]:
         s = run["stage_seconds"]
         lines.append(
-            f"| {run['n_images']:,} | {run.get('threads', 1)} | {run['wall_seconds']:.0f} "
+            f"| {run['n_images']:,} | {run.get('threads', 1)} "
+            f"| {'-'.join(str(x) for x in run.get('load_average_1m', [])) or 'n/a'} "
+            f"| {run['wall_seconds']:.0f} "
             f"| {run['cpu_seconds']:.0f} "
             f"| {s.get('read and sign', 0):.0f} | {s.get('candidate search', 0):.0f} "
             f"| {s.get('geometric check', 0):.0f} | {run.get('peak_rss_mb', 0):,.0f} "
@@ -145,7 +148,7 @@ def markdown(result: dict) -> str:
         )
     for guess in result.get("extrapolated", []):
         lines.append(
-            f"| {guess['images']:,} (extrapolated) | | {guess['wall_seconds']:.0f} "
+            f"| {guess['images']:,} (extrapolated) | | | {guess['wall_seconds']:.0f} "
             f"| {guess['cpu_seconds']:.0f} | "
             + " | ".join(
                 f"{guess['stages'][k]['wall_seconds']:.0f} ({guess['stages'][k]['growth']})"
@@ -160,7 +163,9 @@ def markdown(result: dict) -> str:
         "should grow (reading, signing and the check linear, the usearch searches n log n); "
         "CPU seconds are split between stages as wall seconds are. Read and sign includes "
         "the overlay learning and masking; candidate search includes the keypoint votes. "
-        "Peak RSS is the process's high-water mark, so it includes the smaller runs before.",
+        "Peak RSS is the process's high-water mark, so it includes the smaller runs before. "
+        "Load is the machine's 1-minute load average at the audit's start and end (the audit's "
+        "own two threads count about 2).",
     ]
     return "\n".join(lines) + "\n"
 
@@ -182,11 +187,14 @@ def main() -> None:
     for size in sorted(args.sizes):
         with tempfile.TemporaryDirectory(prefix="audit-scale-") as tmp:
             paths, truth, transforms = build_library(pool, Path(tmp), size=size, seed=args.seed)
+            load_before = os.getloadavg()[0]
             report, stages, wall, cpu = timed_audit(paths, threads=args.threads)
+            load = [round(load_before, 2), round(os.getloadavg()[0], 2)]
         scores = score_groups(report.group_ids, truth, transforms)
         run = {
             "n_images": len(paths),
             "threads": thread_count(args.threads),
+            "load_average_1m": load,  # at the audit's start and end: others' work slows it
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0),
             "n_copies": sum(t != "original" for t in transforms),
             "wall_seconds": round(wall, 1),
