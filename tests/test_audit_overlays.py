@@ -164,3 +164,22 @@ def test_evidence_draws_points_and_shades_the_overlay(shared_datasets, tmp_path)
     h = 320
     centre = plain[h // 2 - 2 : h // 2 + 3, : plain.shape[1] // 2]
     assert (centre[..., 1] > centre[..., 0] + 60).any()
+
+
+def test_a_large_group_is_judged_on_the_pairs_that_were_checked():
+    # 40 copies of one photo, each checked against (and matched to) only its 6 neighbours in
+    # a ring, as candidate lists reach in a library with many copies of each photo.
+    n = 40
+    ring = {(min(i, (i + d) % n), max(i, (i + d) % n)) for i in range(n) for d in (1, 2, 3)}
+    edges = [(a, b, _evidence()) for a, b in sorted(ring)]
+    whole, _ = split_weak_groups(n, edges, lambda a, b: None, checked=ring)
+    assert whole == [list(range(n))]
+    # Without what was checked, every other member counts and the group falls apart.
+    torn, _ = split_weak_groups(n, edges, lambda a, b: None)
+    assert [list(range(n))] != torn
+    # A member checked against 10 others and matched to only 2 of them still leaves.
+    weak = 40
+    tried = ring | {(i, weak) for i in range(10)}
+    linked = edges + [(0, weak, _evidence()), (1, weak, _evidence())]
+    groups, _ = split_weak_groups(n + 1, linked, lambda a, b: None, checked=tried)
+    assert groups == [list(range(n))]

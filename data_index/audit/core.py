@@ -248,7 +248,11 @@ def find_duplicate_groups(
 
     copies = [(i, j, ev) for i, j, ev in confirmed if ev.level == "copy"]
     groups_local, extra_pairs = split_weak_groups(
-        len(sigs), copies, check, mapper=lambda f, pairs: in_threads(f, pairs, threads)
+        len(sigs),
+        copies,
+        check,
+        mapper=lambda f, pairs: in_threads(f, pairs, threads),
+        checked={(i, j) for i, j, *_ in candidates},
     )
     pairs = [DuplicatePair(readable[i], readable[j], ev) for i, j, ev in copies + extra_pairs]
     possible = [

@@ -25,9 +25,11 @@ class UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def split_weak_groups(n: int, edges: list, check, *, mapper=map) -> tuple[list[list[int]], list]:
+def split_weak_groups(
+    n: int, edges: list, check, *, mapper=map, checked: set[tuple[int, int]] | None = None
+) -> tuple[list[list[int]], list]:
     """Groups of rows joined by confirmed copy ``edges`` (i, j, evidence), where every member
-    matches at least half of the other members directly.
+    matches at least half of the other members it was checked against.
 
     A chain of single links can join photos that are not copies of each other (two distinct
     photos each matched to a third through a mark the mask missed). Pairs inside a group that
@@ -35,6 +37,11 @@ def split_weak_groups(n: int, edges: list, check, *, mapper=map) -> tuple[list[l
     fewer than half of the others leaves the group, the weakest first. Returns the groups
     (two or more members) and the extra edges that ``check`` confirmed. ``mapper(f, pairs)``
     runs the checks (``map``, or a thread pool's ordered map).
+
+    Groups over MAX_CHECKED_GROUP members (many copies of one photo) get no extra checks;
+    given ``checked`` (the pairs (i < j) already checked, confirmed or not), their members are
+    judged only against the pairs checked, so a photo with 40 copies is not torn apart for
+    the pairs nobody looked at. Without it, every other member counts.
     """
     union = UnionFind(n)
     linked: set[tuple[int, int]] = set()
@@ -59,32 +66,45 @@ def split_weak_groups(n: int, edges: list, check, *, mapper=map) -> tuple[list[l
         if evidence is not None and evidence.level == "copy":
             linked.add((a, b))
             extra.append((a, b, evidence))
+    looked = None if checked is None else checked | linked
     groups: list[list[int]] = []
     for members in joined:
-        groups.extend(_split(members, linked))
+        big = len(members) > MAX_CHECKED_GROUP
+        groups.extend(_split(members, linked, looked if big else None))
     return groups, extra
 
 
-MAX_CHECKED_GROUP = 24  # larger groups (many copies of one photo) are kept as linked
+MAX_CHECKED_GROUP = 24  # larger groups (many copies of one photo) get no extra checks
 
 
-def _split(members: list[int], linked: set[tuple[int, int]]) -> list[list[int]]:
+def _split(
+    members: list[int], linked: set[tuple[int, int]], looked: set[tuple[int, int]] | None = None
+) -> list[list[int]]:
+    """``members`` less its weak ones; ``looked``: the pairs a member is judged against
+    (None: all others)."""
     group = list(members)
     removed: list[int] = []
     while len(group) > 2:
-        degree = {m: sum((min(m, o), max(m, o)) in linked for o in group if o != m) for m in group}
-        weakest = min(group, key=lambda m: (degree[m], -m))
-        if 2 * degree[weakest] >= len(group) - 1:
+        pairs = {m: [(min(m, o), max(m, o)) for o in group if o != m] for m in group}
+        degree = {m: sum(p in linked for p in pairs[m]) for m in group}
+        judged = {
+            m: len(pairs[m]) if looked is None else sum(p in looked for p in pairs[m])
+            for m in group
+        }
+        weakest = min(group, key=lambda m: (2 * degree[m] - judged[m], degree[m], -m))
+        if 2 * degree[weakest] >= judged[weakest]:
             break
         group.remove(weakest)
         removed.append(weakest)
     out = [sorted(group)] if len(group) > 2 or tuple(sorted(group)) in linked else []
     if len(removed) > 1:  # what left the group may still be copies of each other
-        out.extend(_regroup(removed, linked))
+        out.extend(_regroup(removed, linked, looked))
     return out
 
 
-def _regroup(rows: list[int], linked: set[tuple[int, int]]) -> list[list[int]]:
+def _regroup(
+    rows: list[int], linked: set[tuple[int, int]], looked: set[tuple[int, int]] | None
+) -> list[list[int]]:
     union = UnionFind(max(rows) + 1)
     for a, b in combinations(rows, 2):
         if (min(a, b), max(a, b)) in linked:
@@ -92,7 +112,7 @@ def _regroup(rows: list[int], linked: set[tuple[int, int]]) -> list[list[int]]:
     parts: dict[int, list[int]] = {}
     for r in rows:
         parts.setdefault(union.find(r), []).append(r)
-    return [g for p in parts.values() if len(p) > 1 for g in _split(p, linked)]
+    return [g for p in parts.values() if len(p) > 1 for g in _split(p, linked, looked)]
 
 
 def queries_with_copy(*, group_ids: np.ndarray, case_ids: np.ndarray) -> tuple[int, int]:

@@ -125,7 +125,10 @@ def _match_points(
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     # Exact two nearest by Hamming distance: FAISS's popcount kernel is the check's main cost
     # and runs 3x faster than OpenCV's batchDistance here. Ties cannot change the matches: a
-    # match needs its nearest strictly nearer than the second, so it is unique.
+    # match needs its nearest strictly nearer than the second, so it is unique. One OpenMP
+    # thread: the audit's own threads share the cores, and a team per call would oversubscribe
+    # them (the setting belongs to the calling thread).
+    faiss.omp_set_num_threads(1)
     dist, nearest = faiss.knn_hamming(np.ascontiguousarray(desc_a), np.ascontiguousarray(desc_b), 2)
     keep = dist[:, 0] < ratio * dist[:, 1]
     return np.flatnonzero(keep), nearest[keep, 0].astype(np.int64)
