@@ -180,6 +180,6 @@ def test_a_large_group_is_judged_on_the_pairs_that_were_checked():
     # A member checked against 10 others and matched to only 2 of them still leaves.
     weak = 40
     tried = ring | {(i, weak) for i in range(10)}
-    linked = edges + [(0, weak, _evidence()), (1, weak, _evidence())]
+    linked = [*edges, (0, weak, _evidence()), (1, weak, _evidence())]
     groups, _ = split_weak_groups(n + 1, linked, lambda a, b: None, checked=tried)
     assert groups == [list(range(n))]
