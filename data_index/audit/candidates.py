@@ -87,8 +87,8 @@ class PairScores:
         same as one ``from_hits`` over all their hits, since a maximum can be taken in parts."""
         if len(parts) == 1:
             return parts[0]
-        codes = np.concatenate([p.codes for p in parts] + [np.zeros(0, np.int64)])
-        values = np.concatenate([p.values for p in parts] + [np.zeros((0, 2), np.float32)])
+        codes = np.concatenate([p.codes for p in parts])
+        values = np.concatenate([p.values for p in parts])
         parity = np.repeat(np.array([0, 1]), len(codes))
         return cls(
             *_best_per_pair(np.r_[codes, codes], parity, values.T.reshape(-1)), n_cols=n_cols
@@ -223,6 +223,39 @@ def _as_pairs(q, s, *, same_set: bool, query_is_row: bool) -> tuple[np.ndarray, 
     return (q, s) if query_is_row else (s, q)
 
 
+def _chunk_hits(
+    index: Index,
+    stored_owner: np.ndarray,
+    stored_variant: np.ndarray,
+    query_sigs: Sequence[ImageSignature],
+    settings: SearchSettings,
+    *,
+    queries_of,
+    query_variant: np.ndarray,
+    same_set: bool,
+    query_is_row: bool,
+):
+    """For each chunk of QUERY_CHUNK query images: (a, b, mirrored, cosine, query row within
+    the chunk) of every hit. ``queries_of(sig)`` gives one image's query vectors and
+    ``query_variant`` whether each of them is mirrored."""
+    for start in range(0, len(query_sigs), QUERY_CHUNK):
+        chunk = query_sigs[start : start + QUERY_CHUNK]
+        queries = np.concatenate([queries_of(sig) for sig in chunk])
+        query_owner = start + np.repeat(np.arange(len(chunk)), len(query_variant))
+        keys, cosine = _search(index, queries, settings, settings.neighbours)
+        q, s, mirrored, cos, query_row = _hits(
+            stored_owner,
+            stored_variant,
+            query_owner,
+            np.tile(query_variant, len(chunk)),
+            keys,
+            cosine,
+            same_set=same_set,
+        )
+        a, b = _as_pairs(q, s, same_set=same_set, query_is_row=query_is_row)
+        yield a, b, mirrored, cos, query_row
+
+
 def _window_parts(stored_sigs, query_sigs, settings, *, same_set, query_is_row, n_cols):
     """Window and zoom-window scores, one PairScores per chunk of query images: whole images
     (8 variants) stored, upright windows queried."""
@@ -234,21 +267,17 @@ def _window_parts(stored_sigs, query_sigs, settings, *, same_set, query_is_row, 
     zoom = np.zeros(n_windows, dtype=bool)
     zoom[zoom_windows()] = True
     windows, zooms = [], []
-    for start in range(0, len(query_sigs), QUERY_CHUNK):
-        chunk = query_sigs[start : start + QUERY_CHUNK]
-        queries = np.concatenate([s.window_vectors for s in chunk])
-        query_owner = start + np.repeat(np.arange(len(chunk)), n_windows)
-        keys, cosine = _search(index, queries, settings, settings.neighbours)
-        q, s, mirrored, cos, query_row = _hits(
-            stored_owner,
-            stored_variant,
-            query_owner,
-            np.zeros(len(queries), dtype=np.int64),
-            keys,
-            cosine,
-            same_set=same_set,
-        )
-        a, b = _as_pairs(q, s, same_set=same_set, query_is_row=query_is_row)
+    for a, b, mirrored, cos, query_row in _chunk_hits(
+        index,
+        stored_owner,
+        stored_variant,
+        query_sigs,
+        settings,
+        queries_of=lambda sig: sig.window_vectors,
+        query_variant=np.zeros(n_windows, dtype=np.int64),
+        same_set=same_set,
+        query_is_row=query_is_row,
+    ):
         is_zoom = zoom[query_row % n_windows]
         windows.append(PairScores.from_hits(a, b, mirrored, cos, n_cols=n_cols))
         zooms.append(
@@ -314,28 +343,22 @@ def corner_pair_scores(
         for same, corners in square_window_sets():
             stored = np.concatenate([s.window_vectors[same] for s in stored_sigs])
             stored_owner = np.repeat(np.arange(len(stored_sigs)), len(same))
-            index = _index(stored, settings)
-            per_image = 8 * len(corners)
-            for start in range(0, len(query_sigs), QUERY_CHUNK):
-                chunk = query_sigs[start : start + QUERY_CHUNK]
+            hits = _chunk_hits(
+                _index(stored, settings),
+                stored_owner,
+                np.zeros(len(stored), dtype=np.int64),
+                query_sigs,
+                settings,
                 # Each corner under every flip/rotation, variant by variant.
-                queries = np.concatenate(
-                    [dihedral_variants(s.window_vectors, corners) for s in chunk]
-                )
-                query_owner = start + np.repeat(np.arange(len(chunk)), per_image)
-                query_variant = np.tile(np.repeat(MIRRORED_VARIANT, len(corners)), len(chunk))
-                keys, cosine = _search(index, queries, settings, settings.neighbours)
-                q, s, mirrored, cos, _ = _hits(
-                    stored_owner,
-                    np.zeros(len(stored), dtype=np.int64),
-                    query_owner,
-                    query_variant,
-                    keys,
-                    cosine,
-                    same_set=same_set,
-                )
-                a, b = _as_pairs(q, s, same_set=same_set, query_is_row=query_is_row)
-                parts.append(PairScores.from_hits(a, b, mirrored, cos, n_cols=len(cols)))
+                queries_of=lambda sig, at=corners: dihedral_variants(sig.window_vectors, at),
+                query_variant=np.repeat(MIRRORED_VARIANT, len(corners)),
+                same_set=same_set,
+                query_is_row=query_is_row,
+            )
+            parts += [
+                PairScores.from_hits(a, b, mirrored, cos, n_cols=len(cols))
+                for a, b, mirrored, cos, _ in hits
+            ]
     if not parts:
         return PairScores.from_hits(*(np.zeros(0),) * 4, n_cols=len(cols))
     return PairScores.merged(parts, n_cols=len(cols))
