@@ -17,7 +17,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from usearch.index import Index
 
 from data_index.audit.features import (
@@ -50,17 +49,21 @@ def _best_per_pair(
     """(sorted unique codes, (len, 2) best cosine per parity, -1 where none)."""
     if len(code) == 0:
         return np.zeros(0, dtype=np.int64), np.zeros((0, 2), dtype=np.float32)
-    # A hash group-by: twice as fast as numpy's sort-based unique with maximum.at.
-    best = (
-        pd.Series(np.asarray(cosine, dtype=np.float32))
-        .groupby(np.asarray(code, dtype=np.int64) * 2 + np.asarray(mirrored, np.int64), sort=True)
-        .max()
-    )
-    keys = best.index.to_numpy(dtype=np.int64)
+    key = np.asarray(code, dtype=np.int64) * 2 + np.asarray(mirrored, dtype=np.int64)
+    keys, best = _max_by_key(key, np.asarray(cosine, dtype=np.float32))
     first = np.r_[True, np.diff(keys >> 1) != 0]
     values = np.full((int(first.sum()), 2), -1.0, dtype=np.float32)
-    values[np.cumsum(first) - 1, keys & 1] = best.to_numpy(dtype=np.float32)
+    values[np.cumsum(first) - 1, keys & 1] = best
     return keys[first] >> 1, values
+
+
+def _max_by_key(key: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique keys and the largest of ``values`` (rows) at each. One sort and a
+    segmented maximum: twice as fast as a pandas hash group-by, which then sorts its keys."""
+    order = np.argsort(key)
+    key = key[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    return key[starts], np.maximum.reduceat(values[order], starts, axis=0)
 
 
 class PairScores:
@@ -87,12 +90,10 @@ class PairScores:
         same as one ``from_hits`` over all their hits, since a maximum can be taken in parts."""
         if len(parts) == 1:
             return parts[0]
-        codes = np.concatenate([p.codes for p in parts])
-        values = np.concatenate([p.values for p in parts])
-        parity = np.repeat(np.array([0, 1]), len(codes))
-        return cls(
-            *_best_per_pair(np.r_[codes, codes], parity, values.T.reshape(-1)), n_cols=n_cols
+        codes, values = _max_by_key(
+            np.concatenate([p.codes for p in parts]), np.concatenate([p.values for p in parts])
         )
+        return cls(codes, values, n_cols=n_cols)
 
     def get(self, a: int, b: int) -> tuple[float, float]:
         at = int(np.searchsorted(self.codes, a * self.n_cols + b))
