@@ -4,6 +4,7 @@ weak chains are split, and a person's "not a copy" decision sticks."""
 from __future__ import annotations
 
 import csv
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
@@ -183,3 +184,37 @@ def test_a_large_group_is_judged_on_the_pairs_that_were_checked():
     linked = [*edges, (0, weak, _evidence()), (1, weak, _evidence())]
     groups, _ = split_weak_groups(n + 1, linked, lambda a, b: None, checked=tried)
     assert groups == [list(range(n))]
+
+
+def test_one_chance_link_between_two_large_groups_is_cut():
+    # Two photos with 30 copies each (rings, as above), joined by one chance fit between a
+    # copy of each: the link is checked across, nothing there matches, and it is cut.
+    n = 30
+
+    def ring(offset: int) -> set[tuple[int, int]]:
+        return {
+            (offset + min(i, (i + d) % n), offset + max(i, (i + d) % n))
+            for i in range(n)
+            for d in (1, 2, 3)
+        }
+
+    same = ring(0) | ring(n)
+    edges = [(a, b, _evidence()) for a, b in sorted(same | {(5, n + 7)})]
+    checked = same | {(5, n + 7)}
+    asked: list[tuple[int, int]] = []
+
+    def different(a: int, b: int) -> None:
+        asked.append((a, b))
+
+    groups, extra = split_weak_groups(2 * n, edges, different, checked=checked)
+    assert groups == [list(range(n)), list(range(n, 2 * n))] and extra == []
+    # The link's two ends and two neighbours of each on its own side, paired across.
+    assert len(asked) == 8 and all(a < n <= b for a, b in asked)
+    # Had the pairs across matched too (one photo after all), the group stays whole.
+    whole, found = split_weak_groups(2 * n, edges, lambda a, b: _evidence(), checked=checked)
+    assert whole == [list(range(2 * n))] and len(found) == 8
+    # Groups of up to MAX_CHECKED_GROUP are left to the member test: no bridge check there.
+    small = [(a, b, _evidence()) for a, b in combinations(range(4), 2)]
+    small += [(a + 4, b + 4, _evidence()) for a, b in combinations(range(4), 2)]
+    groups, _ = split_weak_groups(8, [*small, (0, 4, _evidence())], lambda a, b: None)
+    assert groups == [[0, 1, 2, 3], [4, 5, 6, 7]]

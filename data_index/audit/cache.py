@@ -32,7 +32,7 @@ from data_index.library import CaseLibrary
 from data_index.locations import cache_root
 
 # Raise when a change to the method changes what it finds, so older files are not reused.
-AUDIT_VERSION = 5
+AUDIT_VERSION = 6
 _LOCKS: dict[Path, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
 

@@ -254,7 +254,14 @@ def find_duplicate_groups(
         mapper=lambda f, pairs: in_threads(f, pairs, threads),
         checked={(i, j) for i, j, *_ in candidates},
     )
-    pairs = [DuplicatePair(readable[i], readable[j], ev) for i, j, ev in copies + extra_pairs]
+    # A confirmed pair whose two images ended in different groups (a link cut, a weak member
+    # left out) is not reported as a copy: the report would contradict its own groups.
+    group_of = {row: g for g, members in enumerate(groups_local) for row in members}
+    pairs = [
+        DuplicatePair(readable[i], readable[j], ev)
+        for i, j, ev in copies + extra_pairs
+        if group_of.get(i, -1) == group_of.get(j, -2)
+    ]
     possible = [
         DuplicatePair(readable[i], readable[j], ev)
         for i, j, ev in confirmed

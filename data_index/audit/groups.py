@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from itertools import combinations
 
+import networkx as nx
 import numpy as np
 
 
@@ -41,17 +42,19 @@ def split_weak_groups(
     Groups over MAX_CHECKED_GROUP members (many copies of one photo) get no extra checks;
     given ``checked`` (the pairs (i < j) already checked, confirmed or not), their members are
     judged only against the pairs checked, so a photo with 40 copies is not torn apart for
-    the pairs nobody looked at. Without it, every other member counts.
+    the pairs nobody looked at. Without it, every other member counts. A link that alone
+    joins two parts of such a group is checked across first (``_check_bridges``) and cut
+    when the photos on either side do not match.
     """
-    union = UnionFind(n)
-    linked: set[tuple[int, int]] = set()
-    for i, j, _ in edges:
-        union.union(i, j)
-        linked.add((min(i, j), max(i, j)))
-    components: dict[int, list[int]] = {}
-    for row in range(n):
-        components.setdefault(union.find(row), []).append(row)
-    joined = [m for m in components.values() if len(m) >= 2]
+    linked = {(min(i, j), max(i, j)) for i, j, _ in edges}
+    joined = _components(n, linked)
+    cut, extra = _check_bridges(
+        [m for m in joined if len(m) > MAX_CHECKED_GROUP], linked, check, mapper
+    )
+    linked |= {(a, b) for a, b, _ in extra}
+    if cut:
+        linked -= cut
+        joined = _components(n, linked)
     unchecked = [
         (a, b)
         for members in joined
@@ -59,7 +62,6 @@ def split_weak_groups(
         for a, b in combinations(members, 2)
         if (a, b) not in linked
     ]
-    extra = []
     for (a, b), evidence in zip(
         unchecked, mapper(lambda pair: check(*pair), unchecked), strict=True
     ):
@@ -75,6 +77,78 @@ def split_weak_groups(
 
 
 MAX_CHECKED_GROUP = 24  # larger groups (many copies of one photo) get no extra checks
+# A link that alone joins two sets of at least this many images is checked across (below).
+BRIDGE_SIDE = 3
+BRIDGE_PROBES = 3  # images of each side, the link's own first, paired across the link
+
+
+def _components(n: int, linked: set[tuple[int, int]]) -> list[list[int]]:
+    """Rows joined by ``linked`` pairs, groups of two or more, each sorted."""
+    union = UnionFind(n)
+    for i, j in linked:
+        union.union(i, j)
+    components: dict[int, list[int]] = {}
+    for row in range(n):
+        components.setdefault(union.find(row), []).append(row)
+    return [m for m in components.values() if len(m) >= 2]
+
+
+def _near(graph: nx.Graph, x: int, side: set[int]) -> list[int]:
+    """``x`` and its first BRIDGE_PROBES - 1 neighbours within ``side``."""
+    return [x, *sorted(y for y in graph[x] if y in side)[: BRIDGE_PROBES - 1]]
+
+
+def _check_bridges(
+    groups: list[list[int]], linked: set[tuple[int, int]], check, mapper
+) -> tuple[set[tuple[int, int]], list]:
+    """The links of ``groups`` to cut, and the copies confirmed on the way.
+
+    In a group of many copies of one photo each member is linked to many others. One chance
+    fit between copies of two different photos (10-12 inliers over a few per cent of the
+    image, correlation just over the bar) is then the only link between two such sets: a
+    bridge of the graph. Each bridge whose two sides have at least BRIDGE_SIDE members is
+    checked across: the link's two ends and their first neighbours on their own side, paired
+    with those of the other side. The link stays when at least half of these pairs are
+    copies too, and is cut otherwise.
+    """
+    group_of = {row: g for g, members in enumerate(groups) for row in members}
+    graphs = [nx.Graph() for _ in groups]
+    for a, b in linked:
+        if a in group_of:
+            graphs[group_of[a]].add_edge(a, b)
+    probes: list[tuple[tuple[int, int], list[tuple[int, int]]]] = []
+    for members, graph in zip(groups, graphs, strict=True):
+        for a, b in sorted(tuple(sorted(e)) for e in nx.bridges(graph)):
+            graph.remove_edge(a, b)
+            side_a = nx.node_connected_component(graph, a)
+            graph.add_edge(a, b)
+            if min(len(side_a), len(members) - len(side_a)) < BRIDGE_SIDE:
+                continue
+
+            side_b = set(members) - side_a
+            across = [
+                (min(u, w), max(u, w))
+                for u in _near(graph, a, side_a)
+                for w in _near(graph, b, side_b)
+                if (min(u, w), max(u, w)) != (a, b)
+            ]
+            probes.append(((a, b), across))
+    pairs = sorted({p for _, across in probes for p in across} - linked)
+    found = {
+        p: ev
+        for p, ev in zip(pairs, mapper(lambda pair: check(*pair), pairs), strict=True)
+        if ev is not None and ev.level == "copy"
+    }
+    cut, kept = set(), set()
+    for bridge, across in probes:
+        held = [p for p in across if p in linked or p in found]
+        if 2 * len(held) < len(across):
+            cut.add(bridge)
+        else:
+            kept.update(held)
+    # Copies found across a link that is cut would join its two sides again: left out.
+    extra = [(a, b, ev) for (a, b), ev in sorted(found.items()) if (a, b) in kept]
+    return cut, extra
 
 
 def _split(
