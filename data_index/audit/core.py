@@ -254,20 +254,20 @@ def find_duplicate_groups(
         mapper=lambda f, pairs: in_threads(f, pairs, threads),
         checked={(i, j) for i, j, *_ in candidates},
     )
+    groups = sorted(([readable[r] for r in g] for g in groups_local), key=lambda m: m[0])
+    group_ids = group_ids_of(groups, len(paths))
     # A confirmed pair whose two images ended in different groups (a link cut, a weak member
     # left out) is not reported as a copy: the report would contradict its own groups.
-    group_of = {row: g for g, members in enumerate(groups_local) for row in members}
     pairs = [
         DuplicatePair(readable[i], readable[j], ev)
         for i, j, ev in copies + extra_pairs
-        if group_of.get(i, -1) == group_of.get(j, -2)
+        if group_ids[readable[i]] == group_ids[readable[j]]
     ]
     possible = [
         DuplicatePair(readable[i], readable[j], ev)
         for i, j, ev in confirmed
         if ev.level == "possible"
     ]
-    groups = sorted(([readable[r] for r in g] for g in groups_local), key=lambda m: m[0])
     overlays = {
         readable[i]: np.flatnonzero(row).tolist() for i, row in enumerate(overlay) if row.any()
     }
@@ -277,7 +277,7 @@ def find_duplicate_groups(
     return DuplicateReport(
         paths=paths,
         labels=label_list,
-        group_ids=group_ids_of(groups, len(paths)),
+        group_ids=group_ids,
         groups=[list(m) for m in groups],
         conflicts=conflicts,
         pairs=pairs,

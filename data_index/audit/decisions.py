@@ -75,9 +75,8 @@ def apply_decisions(report: DuplicateReport, library: CaseLibrary) -> DuplicateR
         len(report.paths), [(p.a, p.b, p.evidence) for p in pairs], lambda a, b: None
     )
     groups = sorted((sorted(g) for g in groups), key=lambda g: g[0])
-    group_of = {r: g for g, members in enumerate(groups) for r in members}
-    pairs = [p for p in pairs if group_of.get(p.a, -1) == group_of.get(p.b, -2)]
-    report.pairs, report.possible, report.groups = pairs, possible, groups
     report.group_ids = group_ids_of(groups, len(report.paths))
+    pairs = [p for p in pairs if report.group_ids[p.a] == report.group_ids[p.b]]
+    report.pairs, report.possible, report.groups = pairs, possible, groups
     report.conflicts = label_conflicts(groups, report.labels)
     return report

@@ -47,14 +47,14 @@ def split_weak_groups(
     when the photos on either side do not match.
     """
     linked = {(min(i, j), max(i, j)) for i, j, _ in edges}
-    joined = _components(n, linked)
+    joined = _components(range(n), linked)
     cut, extra = _check_bridges(
         [m for m in joined if len(m) > MAX_CHECKED_GROUP], linked, check, mapper
     )
     linked |= {(a, b) for a, b, _ in extra}
     if cut:
         linked -= cut
-        joined = _components(n, linked)
+        joined = _components(range(n), linked)
     unchecked = [
         (a, b)
         for members in joined
@@ -82,13 +82,15 @@ BRIDGE_SIDE = 3
 BRIDGE_PROBES = 3  # images of each side, the link's own first, paired across the link
 
 
-def _components(n: int, linked: set[tuple[int, int]]) -> list[list[int]]:
-    """Rows joined by ``linked`` pairs, groups of two or more, each sorted."""
-    union = UnionFind(n)
-    for i, j in linked:
+def _components(rows, pairs) -> list[list[int]]:
+    """``rows`` joined by ``pairs`` (of rows among them), groups of two or more, members in
+    the order of ``rows`` and groups in the order of their first member."""
+    rows = list(rows)
+    union = UnionFind(max(rows, default=-1) + 1)
+    for i, j in pairs:
         union.union(i, j)
     components: dict[int, list[int]] = {}
-    for row in range(n):
+    for row in rows:
         components.setdefault(union.find(row), []).append(row)
     return [m for m in components.values() if len(m) >= 2]
 
@@ -179,14 +181,8 @@ def _split(
 def _regroup(
     rows: list[int], linked: set[tuple[int, int]], looked: set[tuple[int, int]] | None
 ) -> list[list[int]]:
-    union = UnionFind(max(rows) + 1)
-    for a, b in combinations(rows, 2):
-        if (min(a, b), max(a, b)) in linked:
-            union.union(a, b)
-    parts: dict[int, list[int]] = {}
-    for r in rows:
-        parts.setdefault(union.find(r), []).append(r)
-    return [g for p in parts.values() if len(p) > 1 for g in _split(p, linked, looked)]
+    among = [(a, b) for a, b in combinations(rows, 2) if (min(a, b), max(a, b)) in linked]
+    return [g for p in _components(rows, among) for g in _split(p, linked, looked)]
 
 
 def queries_with_copy(*, group_ids: np.ndarray, case_ids: np.ndarray) -> tuple[int, int]:
